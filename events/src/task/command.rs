@@ -1,0 +1,37 @@
+//! Commands of the task aggregate. Times and identities come from the adapter that issues the
+//! command: the domain never reads a clock.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::event::TaskFailure;
+use super::spec::TaskSpec;
+use crate::TenantId;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskCommand {
+    /// The API accepted a request (access already checked).
+    Request {
+        task_id: Uuid,
+        tenant: TenantId,
+        principal: String,
+        spec: TaskSpec,
+        idempotency_key: Option<String>,
+        body_hash: Option<String>,
+        requested_at: DateTime<Utc>,
+    },
+    /// A worker checked the preconditions and is about to perform the effect.
+    Start,
+    /// The effect is done; records the domain fact and the success together.
+    Succeed,
+    /// The task cannot succeed (a storage precondition failed, malware, timeout).
+    Fail { error: TaskFailure },
+    /// Deliveries are exhausted: park the task for an admin.
+    DeadLetter { error: TaskFailure },
+    /// An admin put a dead-lettered task back in the queue.
+    Retry { by: String },
+    /// The scanner's verdict on an upload.
+    RecordScan { clean: bool, signature: Option<String> },
+    /// The worker promoted a clean upload to be the file's new version.
+    Promote { version: String, previous_version: Option<String> },
+}

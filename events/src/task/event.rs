@@ -1,0 +1,124 @@
+//! Events of the task aggregate: the lifecycle of a task plus the domain facts a successful
+//! task establishes (a directory created, an entry moved, ...), committed together with the
+//! task's outcome so that the fact and the outcome can never disagree.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::spec::{TaskSpec, UploadSpec};
+use crate::{FilePath, TenantId};
+
+/// Why a task failed, as shown in `error` of the task resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// Stable code: `not_found`, `already_exists`, `not_empty`, `conflict`,
+    /// `malware_detected`, `storage_error`, `timeout`.
+    pub code: String,
+    pub message: String,
+}
+
+impl TaskFailure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), message: message.into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskEvent {
+    TaskRequested {
+        task_id: Uuid,
+        tenant: TenantId,
+        principal: String,
+        spec: TaskSpec,
+        idempotency_key: Option<String>,
+        body_hash: Option<String>,
+        requested_at: DateTime<Utc>,
+    },
+    TaskStarted {
+        attempt: u32,
+    },
+    DirCreated {
+        path: FilePath,
+        parents: bool,
+    },
+    EntryMoved {
+        from: FilePath,
+        to: FilePath,
+        overwrite: bool,
+    },
+    EntryCopied {
+        from: FilePath,
+        to: FilePath,
+        overwrite: bool,
+    },
+    EntryDeleted {
+        path: FilePath,
+        recursive: bool,
+    },
+    FileUploaded {
+        upload: UploadSpec,
+    },
+    FileScanned {
+        clean: bool,
+        signature: Option<String>,
+    },
+    FileAvailable {
+        upload: UploadSpec,
+        version: String,
+        previous_version: Option<String>,
+    },
+    FileQuarantined {
+        upload: UploadSpec,
+        signature: Option<String>,
+    },
+    TaskSucceeded,
+    TaskFailed {
+        error: TaskFailure,
+    },
+    TaskDeadLettered {
+        error: TaskFailure,
+        attempts: u32,
+    },
+    TaskRetried {
+        by: String,
+    },
+}
+
+impl TaskEvent {
+    /// The stable, dotted name of the event (its `event_type` in the log).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TaskRequested { .. } => "task.requested",
+            Self::TaskStarted { .. } => "task.started",
+            Self::DirCreated { .. } => "dir.created",
+            Self::EntryMoved { .. } => "entry.moved",
+            Self::EntryCopied { .. } => "entry.copied",
+            Self::EntryDeleted { .. } => "entry.deleted",
+            Self::FileUploaded { .. } => "file.uploaded",
+            Self::FileScanned { .. } => "file.scanned",
+            Self::FileAvailable { .. } => "file.available",
+            Self::FileQuarantined { .. } => "file.quarantined",
+            Self::TaskSucceeded => "task.succeeded",
+            Self::TaskFailed { .. } => "task.failed",
+            Self::TaskDeadLettered { .. } => "task.dead_lettered",
+            Self::TaskRetried { .. } => "task.retried",
+        }
+    }
+
+    /// Whether this event puts work in front of a worker (a new or retried task).
+    pub fn queues_work(&self) -> bool {
+        matches!(self, Self::TaskRequested { .. } | Self::TaskRetried { .. })
+    }
+}
+
+impl DomainEvent for TaskEvent {
+    fn event_type(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,170 @@
+//! Configuration from the `FE_*` environment variables of API.md, with their documented
+//! defaults. Parsing is separate from reading the environment so that it can be tested with a
+//! plain map. Values that are secrets (link secrets, dev HS256 secret) are never printed:
+//! `Debug` redacts them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is required")]
+    Missing { var: &'static str },
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// The upload types accepted when `FE_ALLOWED_TYPES` is unset: documents, images and archives
+/// that browsers do not execute. HTML, SVG, XML and executables are deliberately absent.
+pub const DEFAULT_ALLOWED_TYPES: &str = "application/pdf,image/png,image/jpeg,image/gif,image/webp,text/plain,text/csv,application/json,application/zip,application/gzip,application/x-tar,application/vnd.openxmlformats-officedocument.wordprocessingml.document,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,application/vnd.openxmlformats-officedocument.presentationml.presentation,application/octet-stream";
+
+#[derive(Clone)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub nats_url: String,
+    pub nats_replicas: usize,
+    pub database_url: Option<String>,
+    pub storage: String,
+    pub jwt_public_keys: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway_s: u64,
+    pub jwt_dev_hs256_secret: Option<String>,
+    pub clamd_addr: String,
+    pub max_upload_bytes: u64,
+    pub max_command_bytes: usize,
+    pub allowed_types: Vec<String>,
+    pub rate_limit_per_min: u32,
+    pub cors_origins: Vec<String>,
+    pub log_level: String,
+    pub otlp_endpoint: Option<String>,
+    pub worker_concurrency: usize,
+    pub link_secrets: Vec<String>,
+    pub webhook_allow_private: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("nats_url", &self.nats_url)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("storage", &self.storage)
+            .field("jwt_public_keys", &self.jwt_public_keys)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_dev_hs256", &self.jwt_dev_hs256_secret.is_some())
+            .field("link_secrets", &self.link_secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| env.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Ok(Self {
+            http_addr: parse(&get, "FE_HTTP_ADDR", "127.0.0.1:8080")?,
+            nats_url: get("FE_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_replicas: parse(&get, "FE_NATS_REPLICAS", "1")?,
+            database_url: get("FE_DATABASE_URL"),
+            storage: get("FE_STORAGE").unwrap_or_else(|| "local:./data".into()),
+            jwt_public_keys: get("FE_JWT_PUBLIC_KEYS").map(PathBuf::from),
+            jwt_issuer: get("FE_JWT_ISSUER"),
+            jwt_audience: get("FE_JWT_AUDIENCE"),
+            jwt_leeway_s: parse(&get, "FE_JWT_LEEWAY_S", "30")?,
+            jwt_dev_hs256_secret: get("FE_JWT_DEV_HS256_SECRET"),
+            clamd_addr: get("FE_CLAMD_ADDR").unwrap_or_else(|| "127.0.0.1:3310".into()),
+            max_upload_bytes: parse(&get, "FE_MAX_UPLOAD_BYTES", "104857600")?,
+            max_command_bytes: parse(&get, "FE_MAX_COMMAND_BYTES", "65536")?,
+            allowed_types: list(get("FE_ALLOWED_TYPES").as_deref().unwrap_or(DEFAULT_ALLOWED_TYPES)),
+            rate_limit_per_min: parse(&get, "FE_RATE_LIMIT_PER_MIN", "600")?,
+            cors_origins: list(get("FE_CORS_ORIGINS").as_deref().unwrap_or("")),
+            log_level: get("FE_LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            otlp_endpoint: get("FE_OTLP_ENDPOINT"),
+            worker_concurrency: parse(&get, "FE_WORKER_CONCURRENCY", "8")?,
+            link_secrets: list(get("FE_LINK_SECRET").as_deref().unwrap_or("")),
+            webhook_allow_private: parse(&get, "FE_WEBHOOK_ALLOW_PRIVATE", "false")?,
+        })
+    }
+
+    pub fn require_database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url.as_deref().ok_or(ConfigError::Missing { var: "FE_DATABASE_URL" })
+    }
+
+    /// The JWT settings; the API refuses to start without a key source, issuer and audience
+    /// (deny by default: there is no anonymous mode).
+    pub fn auth_settings(&self) -> Result<crate::auth::AuthSettings, ConfigError> {
+        if self.jwt_public_keys.is_none() && self.jwt_dev_hs256_secret.is_none() {
+            return Err(ConfigError::Missing { var: "FE_JWT_PUBLIC_KEYS" });
+        }
+        Ok(crate::auth::AuthSettings {
+            public_keys_path: self.jwt_public_keys.clone(),
+            issuer: self.jwt_issuer.clone().ok_or(ConfigError::Missing { var: "FE_JWT_ISSUER" })?,
+            audience: self
+                .jwt_audience
+                .clone()
+                .ok_or(ConfigError::Missing { var: "FE_JWT_AUDIENCE" })?,
+            leeway_s: self.jwt_leeway_s,
+            dev_hs256_secret: self.jwt_dev_hs256_secret.clone(),
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let raw = get(var).unwrap_or_else(|| default.to_owned());
+    raw.parse().map_err(|e: T::Err| ConfigError::Invalid { var, reason: e.to_string() })
+}
+
+fn list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_api_md() {
+        let c = Config::from_map(&map(&[])).unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.storage, "local:./data");
+        assert_eq!(c.jwt_leeway_s, 30);
+        assert_eq!(c.max_upload_bytes, 104_857_600);
+        assert_eq!(c.rate_limit_per_min, 600);
+        assert_eq!(c.worker_concurrency, 8);
+        assert!(c.cors_origins.is_empty());
+        assert!(!c.webhook_allow_private);
+        assert!(!c.allowed_types.iter().any(|t| t.contains("html") || t.contains("svg")));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err = Config::from_map(&map(&[("FE_WORKER_CONCURRENCY", "many")])).unwrap_err();
+        assert!(err.to_string().contains("FE_WORKER_CONCURRENCY"));
+    }
+
+    #[test]
+    fn auth_is_required_and_secrets_are_not_debug_printed() {
+        let c = Config::from_map(&map(&[("FE_LINK_SECRET", "s3cr3t-a,s3cr3t-b")])).unwrap();
+        assert!(c.auth_settings().is_err());
+        assert_eq!(c.link_secrets.len(), 2);
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,14 @@
+//! Shared runtime of File Engine services.
+//!
+//! Everything that touches the outside world and is needed by more than one service lives
+//! here: configuration, telemetry, the JetStream event log (a cqrs-es repository), stream and
+//! consumer definitions, the Postgres pool and migrations, JWT verification and storage.
+//! Services stay thin adapters around `events` plus these pieces.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod event_log;
+pub mod streams;
+pub mod storage;
+pub mod telemetry;

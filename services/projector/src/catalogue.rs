@@ -1,0 +1,174 @@
+//! The file catalogue: one row per visible entry (directory or file) of a tenant, maintained
+//! from the domain facts (`DirCreated`, `EntryMoved`, `EntryCopied`, `EntryDeleted`, ...).
+//!
+//! Subtrees are byte ranges thanks to the "C" collation: everything below `/a` lies in
+//! `['/a/', '/a0')` because `0` is the byte after `/`. Moves and copies rewrite the prefix of
+//! the whole range in one statement.
+
+use events::task::TaskEvent;
+use events::FilePath;
+use platform::event_log::LoggedCommit;
+use sqlx::{Postgres, Transaction};
+
+use crate::ProjectorError;
+
+type Tx<'a, 'b> = &'a mut Transaction<'b, Postgres>;
+
+pub async fn apply(tx: Tx<'_, '_>, commit: &LoggedCommit, event: &TaskEvent) -> Result<(), ProjectorError> {
+    let tenant = commit.tenant.as_str();
+    match event {
+        TaskEvent::DirCreated { path, parents } => {
+            let dirs: Vec<FilePath> = if *parents {
+                path.ancestors_and_self().filter(|p| !p.is_root()).collect()
+            } else {
+                vec![path.clone()]
+            };
+            for dir in dirs {
+                insert_dir(tx, tenant, &dir, commit).await?;
+            }
+        }
+        TaskEvent::EntryDeleted { path, .. } => delete_subtree(tx, tenant, path).await?,
+        // Whatever the catalogue still holds at the target was replaced on storage (the worker
+        // checked `overwrite` before acting), so it goes first; this also keeps a catalogue
+        // that drifted from storage from blocking the projector on a unique violation.
+        TaskEvent::EntryMoved { from, to, .. } => {
+            delete_subtree(tx, tenant, to).await?;
+            move_subtree(tx, tenant, from, to, commit).await?;
+        }
+        TaskEvent::EntryCopied { from, to, .. } => {
+            delete_subtree(tx, tenant, to).await?;
+            copy_subtree(tx, tenant, from, to, commit).await?;
+        }
+        TaskEvent::FileAvailable { upload, version, .. } => {
+            sqlx::query(
+                "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
+                                      status, version, modified_at, updated_seq)
+                 VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, 'available', $8, $9, $10)
+                 ON CONFLICT (tenant, path) DO UPDATE SET kind = 'file', size = EXCLUDED.size,
+                    sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type,
+                    status = 'available', version = EXCLUDED.version,
+                    modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq",
+            )
+            .bind(tenant)
+            .bind(upload.path.as_str())
+            .bind(parent_of(&upload.path))
+            .bind(upload.path.name().unwrap_or(""))
+            .bind(upload.size as i64)
+            .bind(&upload.sha256)
+            .bind(&upload.content_type)
+            .bind(version)
+            .bind(commit.time)
+            .bind(commit.stream_seq as i64)
+            .execute(&mut **tx)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn parent_of(path: &FilePath) -> Option<String> {
+    path.parent().map(|p| p.as_str().to_owned())
+}
+
+async fn insert_dir(tx: Tx<'_, '_>, tenant: &str, dir: &FilePath, commit: &LoggedCommit) -> Result<(), ProjectorError> {
+    sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
+         VALUES ($1, $2, $3, $4, 'dir', 'available', $5, $6)
+         ON CONFLICT (tenant, path) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(dir.as_str())
+    .bind(parent_of(dir))
+    .bind(dir.name().unwrap_or(""))
+    .bind(commit.time)
+    .bind(commit.stream_seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The bounds of the strict subtree of `p`: `[p/, p0)`; for the root, everything.
+fn below(p: &FilePath) -> (String, String) {
+    if p.is_root() {
+        ("/".into(), "0".into())
+    } else {
+        (format!("{}/", p.as_str()), format!("{}0", p.as_str()))
+    }
+}
+
+async fn delete_subtree(tx: Tx<'_, '_>, tenant: &str, p: &FilePath) -> Result<(), ProjectorError> {
+    let (lo, hi) = below(p);
+    sqlx::query("DELETE FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))")
+        .bind(tenant)
+        .bind(p.as_str())
+        .bind(lo)
+        .bind(hi)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn move_subtree(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    from: &FilePath,
+    to: &FilePath,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
+    let (lo, hi) = below(from);
+    sqlx::query(
+        "UPDATE entries SET
+            path = $5 || substr(path, char_length($2) + 1),
+            parent = CASE WHEN path = $2 THEN $6 ELSE $5 || substr(parent, char_length($2) + 1) END,
+            name = CASE WHEN path = $2 THEN $7 ELSE name END,
+            modified_at = CASE WHEN path = $2 THEN $8 ELSE modified_at END,
+            updated_seq = $9
+         WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))",
+    )
+    .bind(tenant)
+    .bind(from.as_str())
+    .bind(lo)
+    .bind(hi)
+    .bind(to.as_str())
+    .bind(parent_of(to))
+    .bind(to.name().unwrap_or(""))
+    .bind(commit.time)
+    .bind(commit.stream_seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn copy_subtree(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    from: &FilePath,
+    to: &FilePath,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
+    let (lo, hi) = below(from);
+    sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type, status,
+                              version, modified_at, updated_seq)
+         SELECT tenant,
+                $5 || substr(path, char_length($2) + 1),
+                CASE WHEN path = $2 THEN $6 ELSE $5 || substr(parent, char_length($2) + 1) END,
+                CASE WHEN path = $2 THEN $7 ELSE name END,
+                kind, size, sha256, content_type, status, version, $8, $9
+         FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))
+         ON CONFLICT (tenant, path) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(from.as_str())
+    .bind(lo)
+    .bind(hi)
+    .bind(to.as_str())
+    .bind(parent_of(to))
+    .bind(to.name().unwrap_or(""))
+    .bind(commit.time)
+    .bind(commit.stream_seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
