@@ -19,7 +19,10 @@ fn task_id() -> Uuid {
 }
 
 fn mkdir_spec() -> TaskSpec {
-    TaskSpec::Command(FileCommand::Mkdir { path: path("/a/b"), parents: true })
+    TaskSpec::Command(FileCommand::Mkdir {
+        path: path("/a/b"),
+        parents: true,
+    })
 }
 
 fn upload_spec() -> UploadSpec {
@@ -57,7 +60,15 @@ fn requested(spec: TaskSpec, hash: Option<&str>) -> TaskEvent {
     else {
         unreachable!()
     };
-    TaskEvent::TaskRequested { task_id, tenant, principal, spec, idempotency_key, body_hash, requested_at }
+    TaskEvent::TaskRequested {
+        task_id,
+        tenant,
+        principal,
+        spec,
+        idempotency_key,
+        body_hash,
+        requested_at,
+    }
 }
 
 fn failure(code: &str) -> TaskFailure {
@@ -80,7 +91,9 @@ fn an_upload_request_records_the_staged_file_in_the_same_commit() {
         .when(request(spec.clone(), None))
         .then_expect_events(vec![
             requested(spec, None),
-            TaskEvent::FileUploaded { upload: upload_spec() },
+            TaskEvent::FileUploaded {
+                upload: upload_spec(),
+            },
         ]);
 }
 
@@ -111,7 +124,10 @@ fn a_request_without_key_never_replays_an_existing_task() {
 #[test]
 fn starting_counts_attempts() {
     Given::with(())
-        .given(vec![requested(mkdir_spec(), None), TaskEvent::TaskStarted { attempt: 1 }])
+        .given(vec![
+            requested(mkdir_spec(), None),
+            TaskEvent::TaskStarted { attempt: 1 },
+        ])
         .when(TaskCommand::Start)
         .then_expect_events(vec![TaskEvent::TaskStarted { attempt: 2 }]);
 }
@@ -119,10 +135,16 @@ fn starting_counts_attempts() {
 #[test]
 fn success_records_the_domain_fact_with_the_outcome() {
     Given::with(())
-        .given(vec![requested(mkdir_spec(), None), TaskEvent::TaskStarted { attempt: 1 }])
+        .given(vec![
+            requested(mkdir_spec(), None),
+            TaskEvent::TaskStarted { attempt: 1 },
+        ])
         .when(TaskCommand::Succeed)
         .then_expect_events(vec![
-            TaskEvent::DirCreated { path: path("/a/b"), parents: true },
+            TaskEvent::DirCreated {
+                path: path("/a/b"),
+                parents: true,
+            },
             TaskEvent::TaskSucceeded,
         ]);
 }
@@ -140,7 +162,9 @@ fn a_terminal_task_cannot_change_again() {
     Given::with(())
         .given(vec![
             requested(mkdir_spec(), None),
-            TaskEvent::TaskFailed { error: failure("not_found") },
+            TaskEvent::TaskFailed {
+                error: failure("not_found"),
+            },
         ])
         .when(TaskCommand::Start)
         .then_expect_error(TaskError::AlreadyTerminal);
@@ -157,8 +181,13 @@ fn commands_on_an_unknown_task_are_refused() {
 #[test]
 fn dead_lettering_keeps_the_attempt_count() {
     Given::with(())
-        .given(vec![requested(mkdir_spec(), None), TaskEvent::TaskStarted { attempt: 3 }])
-        .when(TaskCommand::DeadLetter { error: failure("storage_error") })
+        .given(vec![
+            requested(mkdir_spec(), None),
+            TaskEvent::TaskStarted { attempt: 3 },
+        ])
+        .when(TaskCommand::DeadLetter {
+            error: failure("storage_error"),
+        })
         .then_expect_events(vec![TaskEvent::TaskDeadLettered {
             error: failure("storage_error"),
             attempts: 3,
@@ -174,7 +203,10 @@ fn only_dead_lettered_tasks_can_be_retried() {
     Given::with(())
         .given(vec![
             requested(mkdir_spec(), None),
-            TaskEvent::TaskDeadLettered { error: failure("timeout"), attempts: 10 },
+            TaskEvent::TaskDeadLettered {
+                error: failure("timeout"),
+                attempts: 10,
+            },
         ])
         .when(TaskCommand::Retry { by: "admin".into() })
         .then_expect_events(vec![TaskEvent::TaskRetried { by: "admin".into() }]);
@@ -184,11 +216,25 @@ fn only_dead_lettered_tasks_can_be_retried() {
 fn an_infected_upload_is_quarantined_and_fails_in_one_commit() {
     let spec = TaskSpec::Upload(upload_spec());
     Given::with(())
-        .given(vec![requested(spec, None), TaskEvent::FileUploaded { upload: upload_spec() }])
-        .when(TaskCommand::RecordScan { clean: false, signature: Some("Eicar".into()) })
+        .given(vec![
+            requested(spec, None),
+            TaskEvent::FileUploaded {
+                upload: upload_spec(),
+            },
+        ])
+        .when(TaskCommand::RecordScan {
+            clean: false,
+            signature: Some("Eicar".into()),
+        })
         .then_expect_events(vec![
-            TaskEvent::FileScanned { clean: false, signature: Some("Eicar".into()) },
-            TaskEvent::FileQuarantined { upload: upload_spec(), signature: Some("Eicar".into()) },
+            TaskEvent::FileScanned {
+                clean: false,
+                signature: Some("Eicar".into()),
+            },
+            TaskEvent::FileQuarantined {
+                upload: upload_spec(),
+                signature: Some("Eicar".into()),
+            },
             TaskEvent::TaskFailed {
                 error: TaskFailure::new(
                     "malware_detected",
@@ -201,16 +247,29 @@ fn an_infected_upload_is_quarantined_and_fails_in_one_commit() {
 #[test]
 fn an_upload_is_promoted_only_after_a_clean_scan() {
     let spec = TaskSpec::Upload(upload_spec());
-    let promote = || TaskCommand::Promote { version: "v1".into(), previous_version: None };
+    let promote = || TaskCommand::Promote {
+        version: "v1".into(),
+        previous_version: None,
+    };
     Given::with(())
         .given(vec![requested(spec.clone(), None)])
         .when(promote())
         .then_expect_error(TaskError::NotScannedClean);
     Given::with(())
-        .given(vec![requested(spec, None), TaskEvent::FileScanned { clean: true, signature: None }])
+        .given(vec![
+            requested(spec, None),
+            TaskEvent::FileScanned {
+                clean: true,
+                signature: None,
+            },
+        ])
         .when(promote())
         .then_expect_events(vec![
-            TaskEvent::FileAvailable { upload: upload_spec(), version: "v1".into(), previous_version: None },
+            TaskEvent::FileAvailable {
+                upload: upload_spec(),
+                version: "v1".into(),
+                previous_version: None,
+            },
             TaskEvent::TaskSucceeded,
         ]);
 }
@@ -219,8 +278,17 @@ fn an_upload_is_promoted_only_after_a_clean_scan() {
 fn a_redelivered_scan_verdict_changes_nothing() {
     let spec = TaskSpec::Upload(upload_spec());
     Given::with(())
-        .given(vec![requested(spec, None), TaskEvent::FileScanned { clean: true, signature: None }])
-        .when(TaskCommand::RecordScan { clean: false, signature: None })
+        .given(vec![
+            requested(spec, None),
+            TaskEvent::FileScanned {
+                clean: true,
+                signature: None,
+            },
+        ])
+        .when(TaskCommand::RecordScan {
+            clean: false,
+            signature: None,
+        })
         .then_expect_events(vec![]);
 }
 
@@ -228,6 +296,9 @@ fn a_redelivered_scan_verdict_changes_nothing() {
 fn a_file_command_task_refuses_upload_commands() {
     Given::with(())
         .given(vec![requested(mkdir_spec(), None)])
-        .when(TaskCommand::RecordScan { clean: true, signature: None })
+        .when(TaskCommand::RecordScan {
+            clean: true,
+            signature: None,
+        })
         .then_expect_error(TaskError::WrongKind);
 }

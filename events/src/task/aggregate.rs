@@ -155,7 +155,9 @@ impl Task {
                 _ => Err(TaskError::NotDeadLettered),
             },
             _ if self.status.is_terminal() => Err(TaskError::AlreadyTerminal),
-            TaskCommand::Start => Ok(vec![TaskEvent::TaskStarted { attempt: self.attempts + 1 }]),
+            TaskCommand::Start => Ok(vec![TaskEvent::TaskStarted {
+                attempt: self.attempts + 1,
+            }]),
             TaskCommand::Succeed => self.succeed(),
             TaskCommand::Fail { error } => Ok(vec![TaskEvent::TaskFailed { error }]),
             TaskCommand::DeadLetter { error } => Ok(vec![TaskEvent::TaskDeadLettered {
@@ -163,9 +165,10 @@ impl Task {
                 attempts: self.attempts,
             }]),
             TaskCommand::RecordScan { clean, signature } => self.record_scan(clean, signature),
-            TaskCommand::Promote { version, previous_version } => {
-                self.promote(version, previous_version)
-            }
+            TaskCommand::Promote {
+                version,
+                previous_version,
+            } => self.promote(version, previous_version),
         }
     }
 
@@ -212,23 +215,45 @@ impl Task {
         }
         let fact = match &self.spec {
             Some(TaskSpec::Command(FileCommand::Mkdir { path, parents })) => {
-                TaskEvent::DirCreated { path: path.clone(), parents: *parents }
+                TaskEvent::DirCreated {
+                    path: path.clone(),
+                    parents: *parents,
+                }
             }
-            Some(TaskSpec::Command(FileCommand::Move { from, to, overwrite })) => {
-                TaskEvent::EntryMoved { from: from.clone(), to: to.clone(), overwrite: *overwrite }
-            }
-            Some(TaskSpec::Command(FileCommand::Copy { from, to, overwrite })) => {
-                TaskEvent::EntryCopied { from: from.clone(), to: to.clone(), overwrite: *overwrite }
-            }
+            Some(TaskSpec::Command(FileCommand::Move {
+                from,
+                to,
+                overwrite,
+            })) => TaskEvent::EntryMoved {
+                from: from.clone(),
+                to: to.clone(),
+                overwrite: *overwrite,
+            },
+            Some(TaskSpec::Command(FileCommand::Copy {
+                from,
+                to,
+                overwrite,
+            })) => TaskEvent::EntryCopied {
+                from: from.clone(),
+                to: to.clone(),
+                overwrite: *overwrite,
+            },
             Some(TaskSpec::Command(FileCommand::Delete { path, recursive })) => {
-                TaskEvent::EntryDeleted { path: path.clone(), recursive: *recursive }
+                TaskEvent::EntryDeleted {
+                    path: path.clone(),
+                    recursive: *recursive,
+                }
             }
             Some(TaskSpec::Upload(_)) | None => return Err(TaskError::WrongKind),
         };
         Ok(vec![fact, TaskEvent::TaskSucceeded])
     }
 
-    fn record_scan(&self, clean: bool, signature: Option<String>) -> Result<Vec<TaskEvent>, TaskError> {
+    fn record_scan(
+        &self,
+        clean: bool,
+        signature: Option<String>,
+    ) -> Result<Vec<TaskEvent>, TaskError> {
         let Some(TaskSpec::Upload(upload)) = &self.spec else {
             return Err(TaskError::WrongKind);
         };
@@ -236,20 +261,33 @@ impl Task {
             // A redelivered verdict: the first one stands.
             return Ok(vec![]);
         }
-        let scanned = TaskEvent::FileScanned { clean, signature: signature.clone() };
+        let scanned = TaskEvent::FileScanned {
+            clean,
+            signature: signature.clone(),
+        };
         if clean {
             return Ok(vec![scanned]);
         }
         Ok(vec![
             scanned,
-            TaskEvent::FileQuarantined { upload: upload.clone(), signature },
+            TaskEvent::FileQuarantined {
+                upload: upload.clone(),
+                signature,
+            },
             TaskEvent::TaskFailed {
-                error: TaskFailure::new("malware_detected", "the upload was found infected and is quarantined"),
+                error: TaskFailure::new(
+                    "malware_detected",
+                    "the upload was found infected and is quarantined",
+                ),
             },
         ])
     }
 
-    fn promote(&self, version: String, previous_version: Option<String>) -> Result<Vec<TaskEvent>, TaskError> {
+    fn promote(
+        &self,
+        version: String,
+        previous_version: Option<String>,
+    ) -> Result<Vec<TaskEvent>, TaskError> {
         let Some(TaskSpec::Upload(upload)) = &self.spec else {
             return Err(TaskError::WrongKind);
         };
@@ -257,7 +295,11 @@ impl Task {
             return Err(TaskError::NotScannedClean);
         }
         Ok(vec![
-            TaskEvent::FileAvailable { upload: upload.clone(), version, previous_version },
+            TaskEvent::FileAvailable {
+                upload: upload.clone(),
+                version,
+                previous_version,
+            },
             TaskEvent::TaskSucceeded,
         ])
     }

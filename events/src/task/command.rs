@@ -31,7 +31,13 @@ pub enum TaskCommand {
     /// An admin put a dead-lettered task back in the queue.
     Retry { by: String },
     /// The scanner's verdict on an upload.
-    RecordScan { clean: bool, signature: Option<String> },
+    RecordScan {
+        clean: bool,
+        signature: Option<String>,
+    },
     /// The worker promoted a clean upload to be the file's new version.
-    Promote { version: String, previous_version: Option<String> },
+    Promote {
+        version: String,
+        previous_version: Option<String>,
+    },
 }

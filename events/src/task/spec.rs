@@ -148,15 +148,24 @@ mod tests {
     fn commands_parse_as_api_md_writes_them() {
         assert_eq!(
             cmd(r#"{"op":"mkdir","path":"/a/b","parents":true}"#).unwrap(),
-            FileCommand::Mkdir { path: FilePath::parse("/a/b").unwrap(), parents: true }
+            FileCommand::Mkdir {
+                path: FilePath::parse("/a/b").unwrap(),
+                parents: true
+            }
         );
         assert!(matches!(
             cmd(r#"{"op":"move","from":"/a/x","to":"/b/x"}"#).unwrap(),
-            FileCommand::Move { overwrite: false, .. }
+            FileCommand::Move {
+                overwrite: false,
+                ..
+            }
         ));
         assert!(matches!(
             cmd(r#"{"op":"delete","path":"/a","recursive":false}"#).unwrap(),
-            FileCommand::Delete { recursive: false, .. }
+            FileCommand::Delete {
+                recursive: false,
+                ..
+            }
         ));
     }
 
@@ -172,7 +181,8 @@ mod tests {
     #[test]
     fn body_hash_ignores_key_order_and_whitespace_but_not_values() {
         let a: serde_json::Value = serde_json::from_str(r#"{"op":"mkdir","path":"/a"}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{ "path": "/a", "op": "mkdir" }"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "path": "/a", "op": "mkdir" }"#).unwrap();
         let c: serde_json::Value = serde_json::from_str(r#"{"op":"mkdir","path":"/b"}"#).unwrap();
         assert_eq!(body_hash(&a), body_hash(&b));
         assert_ne!(body_hash(&a), body_hash(&c));

@@ -1,0 +1,26 @@
+//! Access control: ACL rules, their evaluation and the per-tenant ACL aggregate.
+//!
+//! - `rule.rs`: the vocabulary ([`Permission`], [`Effect`], [`Subject`], [`AclRule`]).
+//! - `index.rs`: [`AclIndex`], one tenant's rules arranged for fast decisions.
+//! - `access.rs`: what each API operation needs ([`Access`], [`authorize`], admin bypass).
+//! - `command.rs`, `event.rs`, `aggregate.rs`: the ACL aggregate that records grants and
+//!   revocations, and [`rules_as_of`] for point-in-time checks.
+//!
+//! Pure: no IO, no clock reads (callers pass instants in).
+
+mod access;
+mod aggregate;
+mod command;
+mod event;
+mod index;
+mod rule;
+mod tree;
+
+pub use access::{authorize, Access, Denied};
+pub use aggregate::{rules_as_of, AclAggregate, AclError};
+pub use command::AclCommand;
+pub use event::AclEvent;
+pub use index::AclIndex;
+pub use rule::{
+    AclDecision, AclRule, Effect, InvalidSubject, Permission, Subject, UnknownPermission,
+};
