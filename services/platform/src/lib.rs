@@ -9,6 +9,6 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod event_log;
-pub mod streams;
 pub mod storage;
+pub mod streams;
 pub mod telemetry;

@@ -1,0 +1,163 @@
+//! Running a command against an aggregate: load → `handle` → append, retried on conflict.
+//!
+//! This is what `CqrsFramework::execute` does, minus the parts we do not want: it returns the
+//! new events and the commit's stream sequence (the API answers with it and waits for
+//! projections to pass it), and a conflict reloads and re-runs the command on fresh state
+//! instead of failing at once. After [`MAX_ATTEMPTS`] lost races the caller gets
+//! [`ExecuteError::Conflict`] (HTTP 409).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::SerializedEvent;
+use cqrs_es::{Aggregate, EventEnvelope};
+
+use super::commit::Commit;
+use super::subject::subject_for;
+use super::{EventLog, EventLogError};
+
+/// Attempts per command before giving up with a conflict.
+const MAX_ATTEMPTS: u32 = 10;
+/// Upper bound of the random pause between attempts; doubles per attempt up to the cap, so
+/// contending writers spread out instead of colliding again in lockstep.
+const BACKOFF_BASE: Duration = Duration::from_millis(2);
+const BACKOFF_CAP: Duration = Duration::from_millis(100);
+
+/// The outcome of a command that was accepted.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    /// The events the command produced (empty if it changed nothing).
+    pub events: Vec<A::Event>,
+    /// Stream sequence of the commit, `None` if the command produced no events.
+    pub stream_seq: Option<u64>,
+    /// The aggregate's state after the command.
+    pub aggregate: A,
+}
+
+/// Why a command was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    /// The aggregate refused the command.
+    #[error("command rejected: {0}")]
+    Domain(E),
+    /// Other writers kept changing the aggregate; every attempt lost the race.
+    #[error("the aggregate was changed concurrently; gave up retrying")]
+    Conflict,
+    /// The log could not be read or written.
+    #[error(transparent)]
+    Log(EventLogError),
+}
+
+impl EventLog {
+    /// Runs `command` with optimistic concurrency: load → `A::handle` → append; on a conflict
+    /// reload and retry (up to 10 times, then [`ExecuteError::Conflict`]).
+    ///
+    /// `metadata` is stored on every event of the commit; its `traceparent`, `request_id` and
+    /// `principal` keys also become message headers.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: HashMap<String, String>,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let subject = subject_for(A::TYPE, aggregate_id).map_err(ExecuteError::Log)?;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let loaded = self
+                .load::<A>(aggregate_id)
+                .await
+                .map_err(ExecuteError::Log)?;
+            let mut aggregate = loaded.aggregate;
+            let sink = EventSink::<A>::default();
+            // cqrs-es 0.5: `EventSink::write` applies each event to `aggregate` as it is
+            // written, so after `handle` the aggregate already holds the new state.
+            aggregate
+                .handle(command.clone(), services, &sink)
+                .await
+                .map_err(ExecuteError::Domain)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Executed {
+                    events,
+                    stream_seq: None,
+                    aggregate,
+                });
+            }
+            let commit = new_commit::<A>(aggregate_id, loaded.sequence, &events, &metadata)
+                .map_err(ExecuteError::Log)?;
+            // The load already told us the subject's last stream sequence: no second lookup.
+            match self
+                .publish_commit(&subject, &commit, loaded.last_stream_seq)
+                .await
+            {
+                Ok(seq) => {
+                    return Ok(Executed {
+                        events,
+                        stream_seq: Some(seq),
+                        aggregate,
+                    })
+                }
+                Err(EventLogError::Conflict) => {
+                    tracing::debug!(aggregate_id, attempt, "conflict; retrying on fresh state");
+                }
+                Err(e) => return Err(ExecuteError::Log(e)),
+            }
+        }
+        Err(ExecuteError::Conflict)
+    }
+}
+
+/// Serializes the new events exactly as cqrs-es would (`SerializedEvent::try_from`).
+fn new_commit<A: Aggregate>(
+    aggregate_id: &str,
+    last_sequence: usize,
+    events: &[A::Event],
+    metadata: &HashMap<String, String>,
+) -> Result<Commit, EventLogError> {
+    let mut serialized = Vec::with_capacity(events.len());
+    for (offset, payload) in events.iter().enumerate() {
+        let envelope = EventEnvelope::<A> {
+            aggregate_id: aggregate_id.to_string(),
+            sequence: last_sequence + 1 + offset,
+            payload: payload.clone(),
+            metadata: metadata.clone(),
+        };
+        let event = SerializedEvent::try_from(&envelope).map_err(|_| {
+            EventLogError::InvalidCommit(format!("a {} event does not serialize", A::TYPE))
+        })?;
+        serialized.push(event);
+    }
+    Commit::from_new_events(&serialized)
+}
+
+/// A random pause in `[0, min(BASE · 2^attempt, CAP)]`.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    // RandomState is seeded randomly per instance: enough entropy for jitter, no extra crate.
+    let random = RandomState::new().hash_one(attempt);
+    let ceiling_micros = ceiling.as_micros().max(1) as u64;
+    Duration::from_micros(random % ceiling_micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_cap() {
+        for attempt in 0..40 {
+            assert!(backoff(attempt) <= BACKOFF_CAP);
+        }
+        assert!(backoff(1) <= BACKOFF_BASE * 2);
+    }
+}
