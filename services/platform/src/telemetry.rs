@@ -27,7 +27,9 @@ static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
-            let buckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0];
+            let buckets = [
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0,
+            ];
             PrometheusBuilder::new()
                 .set_buckets(&buckets)
                 .ok()
