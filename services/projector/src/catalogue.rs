@@ -14,7 +14,11 @@ use crate::ProjectorError;
 
 type Tx<'a, 'b> = &'a mut Transaction<'b, Postgres>;
 
-pub async fn apply(tx: Tx<'_, '_>, commit: &LoggedCommit, event: &TaskEvent) -> Result<(), ProjectorError> {
+pub async fn apply(
+    tx: Tx<'_, '_>,
+    commit: &LoggedCommit,
+    event: &TaskEvent,
+) -> Result<(), ProjectorError> {
     let tenant = commit.tenant.as_str();
     match event {
         TaskEvent::DirCreated { path, parents } => {
@@ -39,7 +43,9 @@ pub async fn apply(tx: Tx<'_, '_>, commit: &LoggedCommit, event: &TaskEvent) -> 
             delete_subtree(tx, tenant, to).await?;
             copy_subtree(tx, tenant, from, to, commit).await?;
         }
-        TaskEvent::FileAvailable { upload, version, .. } => {
+        TaskEvent::FileAvailable {
+            upload, version, ..
+        } => {
             sqlx::query(
                 "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
                                       status, version, modified_at, updated_seq)
@@ -71,7 +77,12 @@ fn parent_of(path: &FilePath) -> Option<String> {
     path.parent().map(|p| p.as_str().to_owned())
 }
 
-async fn insert_dir(tx: Tx<'_, '_>, tenant: &str, dir: &FilePath, commit: &LoggedCommit) -> Result<(), ProjectorError> {
+async fn insert_dir(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    dir: &FilePath,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
     sqlx::query(
         "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
          VALUES ($1, $2, $3, $4, 'dir', 'available', $5, $6)
@@ -99,13 +110,15 @@ fn below(p: &FilePath) -> (String, String) {
 
 async fn delete_subtree(tx: Tx<'_, '_>, tenant: &str, p: &FilePath) -> Result<(), ProjectorError> {
     let (lo, hi) = below(p);
-    sqlx::query("DELETE FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))")
-        .bind(tenant)
-        .bind(p.as_str())
-        .bind(lo)
-        .bind(hi)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))",
+    )
+    .bind(tenant)
+    .bind(p.as_str())
+    .bind(lo)
+    .bind(hi)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

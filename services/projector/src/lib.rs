@@ -10,6 +10,7 @@
 //! from sequence 1; every value written is taken from the log (event data or the commit's
 //! JetStream timestamp), never from the clock, so a replay produces identical rows.
 
+mod acl;
 mod catalogue;
 mod runner;
 mod tasks;

@@ -25,7 +25,7 @@ pub enum ProjectorError {
 
 /// Runs until `shutdown` turns true; reconnects with backoff after errors.
 pub async fn run(js: jetstream::Context, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
-    let mut leader = loop {
+    let leader = loop {
         match acquire_leadership(&pool).await {
             Ok(conn) => break conn,
             Err(e) => tracing::warn!(error = %e, "projector: waiting for leadership"),
@@ -38,7 +38,7 @@ pub async fn run(js: jetstream::Context, pool: PgPool, mut shutdown: watch::Rece
     let mut backoff = Duration::from_millis(200);
     while !*shutdown.borrow() {
         match follow(&js, &pool, &mut shutdown).await {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(e) => {
                 metrics::counter!("fe_projector_errors_total").increment(1);
                 tracing::error!(error = %e, "projector: stopped following the log, retrying");
@@ -49,15 +49,18 @@ pub async fn run(js: jetstream::Context, pool: PgPool, mut shutdown: watch::Rece
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut *leader).await;
+    drop(leader);
 }
 
-async fn acquire_leadership(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<Postgres>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+/// Takes the leader lock on a connection detached from the pool: the lock lives exactly as
+/// long as that connection, so however the holder ends (return, error, crash), dropping the
+/// connection closes it and releases the lock; it can never leak into a pooled connection.
+async fn acquire_leadership(pool: &PgPool) -> Result<sqlx::PgConnection, sqlx::Error> {
+    let mut conn = pool.acquire().await?.detach();
     loop {
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(LEADER_LOCK)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
         if got {
             return Ok(conn);
@@ -90,8 +93,8 @@ async fn follow(
             return Err(ProjectorError::Log("the ordered consumer ended".into()));
         };
         let message = message.map_err(|e| ProjectorError::Log(e.to_string()))?;
-        let commit = LoggedCommit::from_message(&message)
-            .map_err(|e| ProjectorError::Log(e.to_string()))?;
+        let commit =
+            LoggedCommit::from_message(&message).map_err(|e| ProjectorError::Log(e.to_string()))?;
         apply_commit(pool, &commit).await?;
     }
 }
@@ -106,13 +109,18 @@ async fn ordered_messages(
         .map_err(|e| ProjectorError::Log(e.to_string()))?;
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: start_seq },
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start_seq,
+            },
             filter_subject: "fe.ev.>".into(),
             ..Default::default()
         })
         .await
         .map_err(|e| ProjectorError::Log(e.to_string()))?;
-    consumer.messages().await.map_err(|e| ProjectorError::Log(e.to_string()))
+    consumer
+        .messages()
+        .await
+        .map_err(|e| ProjectorError::Log(e.to_string()))
 }
 
 /// Applies one commit and advances the checkpoint in one transaction; a commit at or below
@@ -153,14 +161,20 @@ async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
+    if commit.aggregate_type == "acl" {
+        return crate::acl::apply_commit(tx, commit).await;
+    }
     if commit.aggregate_type != "task" {
-        // Other aggregates (ACL, subscriptions) have their own projections; unknown types are
+        // Other aggregates (e.g. subscriptions) have their own projections; unknown types are
         // skipped so an older projector never blocks on a newer log.
         return Ok(());
     }
     for stored in &commit.events {
         let event: events::task::TaskEvent = serde_json::from_value(stored.payload.clone())
-            .map_err(|e| ProjectorError::Corrupt { seq: commit.stream_seq, reason: e.to_string() })?;
+            .map_err(|e| ProjectorError::Corrupt {
+                seq: commit.stream_seq,
+                reason: e.to_string(),
+            })?;
         crate::tasks::apply(tx, commit, &event).await?;
         crate::catalogue::apply(tx, commit, &event).await?;
     }
@@ -171,8 +185,10 @@ async fn apply_events(
 /// checkpoint reached. The projector service must be stopped meanwhile (the advisory lock
 /// makes a running one and the replay exclusive).
 pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, ProjectorError> {
-    let mut leader = acquire_leadership(pool).await?;
-    sqlx::query("TRUNCATE tasks, entries, projection_checkpoints").execute(pool).await?;
+    let leader = acquire_leadership(pool).await?;
+    sqlx::query("TRUNCATE tasks, entries, acl_rules, acl_versions, projection_checkpoints")
+        .execute(pool)
+        .await?;
     let last = last_stream_seq(js).await?;
     if last > 0 {
         let mut messages = ordered_messages(js, 1).await?;
@@ -186,7 +202,7 @@ pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, Proje
             }
         }
     }
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut *leader).await?;
+    drop(leader);
     Ok(platform::db::checkpoint(pool).await?)
 }
 
@@ -195,6 +211,9 @@ async fn last_stream_seq(js: &jetstream::Context) -> Result<u64, ProjectorError>
         .get_stream(EVENTS_STREAM)
         .await
         .map_err(|e| ProjectorError::Log(e.to_string()))?;
-    let info = stream.info().await.map_err(|e| ProjectorError::Log(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| ProjectorError::Log(e.to_string()))?;
     Ok(info.state.last_sequence)
 }

@@ -24,8 +24,10 @@ pub async fn apply(
             requested_at,
             ..
         } => {
-            let spec_json = serde_json::to_value(spec)
-                .map_err(|e| ProjectorError::Corrupt { seq: commit.stream_seq, reason: e.to_string() })?;
+            let spec_json = serde_json::to_value(spec).map_err(|e| ProjectorError::Corrupt {
+                seq: commit.stream_seq,
+                reason: e.to_string(),
+            })?;
             sqlx::query(
                 "INSERT INTO tasks (tenant, task_id, principal, op, spec, status, idempotency_key,
                                     created_at, updated_at, queued_seq, last_seq)
@@ -81,7 +83,9 @@ pub async fn apply(
         .bind(task_id)
         .bind(commit.time)
         .bind(seq),
-        TaskEvent::FileScanned { clean: true, .. } => set_status(tenant, task_id, "running", commit),
+        TaskEvent::FileScanned { clean: true, .. } => {
+            set_status(tenant, task_id, "running", commit)
+        }
         _ => return Ok(()),
     };
     q.execute(&mut **tx).await?;

@@ -1,0 +1,193 @@
+//! Access decisions for the API: every handler asks [`authorize`] (or a [`Decider`] when it
+//! decides many times, like a listing) before it records or looks up anything, so a path the
+//! caller may not use answers 403 whether or not it exists.
+//!
+//! The rules come from the ACL read model (`acl_rules`), held in an in-process cache per
+//! tenant: `(version, Arc<AclIndex>)`, where the version is the stream sequence of the
+//! tenant's latest ACL event (`acl_versions`). Each decision reads the version (one primary-key
+//! lookup) and reloads the rules only when it changed. Because the ACL admin API answers a
+//! grant or revoke only after the projection passed its sequence, and the projection bumps the
+//! version in the same transaction, every later request sees the change (read-your-writes).
+//! The reload reads the version and the rules in one statement (one snapshot), so a cached
+//! index is never labelled with a newer version than the rules it holds; a slower reload never
+//! replaces a newer cache entry.
+//!
+//! Role `admin` bypasses the ACL inside its own tenant (no lookup at all): tenant isolation
+//! does not depend on this module, every query and subject is rooted at the caller's tenant.
+//! Failures to read the rules fail closed (an error response, never an allow). Decisions are
+//! counted in `fe_acl_decisions_total{decision}` (no tenant label: bounded cardinality).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use events::acl::{Access, AclIndex, AclRule, Effect, Permission, Subject};
+use events::{FilePath, Principal, TenantId};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Above this many cached tenants the cache starts over, bounding its memory.
+const MAX_CACHED_TENANTS: usize = 10_000;
+
+/// Per-tenant cache of the ACL read model; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct AclCache {
+    tenants: Arc<RwLock<HashMap<TenantId, Cached>>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    version: u64,
+    index: Arc<AclIndex>,
+}
+
+impl AclCache {
+    fn get(&self, tenant: &TenantId, version: u64) -> Option<Arc<AclIndex>> {
+        let map = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        map.get(tenant)
+            .filter(|c| c.version == version)
+            .map(|c| c.index.clone())
+    }
+
+    fn store(&self, tenant: &TenantId, version: u64, index: Arc<AclIndex>) {
+        let mut map = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        if map.get(tenant).is_some_and(|c| c.version > version) {
+            return;
+        }
+        if map.len() >= MAX_CACHED_TENANTS && !map.contains_key(tenant) {
+            map.clear();
+        }
+        map.insert(tenant.clone(), Cached { version, index });
+    }
+}
+
+/// Decides whether `caller` may perform `access` (403 `forbidden` if not).
+pub async fn authorize(
+    state: &AppState,
+    caller: &Principal,
+    access: Access<'_>,
+) -> Result<(), ApiError> {
+    Decider::load(state, caller).await?.check(access)
+}
+
+/// The caller's decisions against one consistent view of its tenant's rules.
+pub struct Decider<'a> {
+    caller: &'a Principal,
+    index: Arc<AclIndex>,
+}
+
+impl<'a> Decider<'a> {
+    /// Loads the caller's tenant rules (nothing for an admin, who bypasses them).
+    pub async fn load(state: &AppState, caller: &'a Principal) -> Result<Self, ApiError> {
+        let index = if caller.is_admin() {
+            Arc::new(AclIndex::new())
+        } else {
+            tenant_index(state, &caller.tenant).await?
+        };
+        Ok(Self { caller, index })
+    }
+
+    /// The decision for one access; records it in the metrics.
+    pub fn check(&self, access: Access<'_>) -> Result<(), ApiError> {
+        match events::acl::authorize(&self.index, self.caller, access) {
+            Ok(()) => {
+                metrics::counter!("fe_acl_decisions_total", "decision" => "allow").increment(1);
+                Ok(())
+            }
+            Err(denied) => {
+                metrics::counter!("fe_acl_decisions_total", "decision" => "deny").increment(1);
+                Err(ApiError::Forbidden(denied.to_string()))
+            }
+        }
+    }
+
+    /// Like [`Decider::check`] but only says yes or no (for filtering listings).
+    pub fn allows(&self, access: Access<'_>) -> bool {
+        self.check(access).is_ok()
+    }
+}
+
+/// The tenant's rules in force, from the cache when its version is current.
+pub async fn tenant_index(state: &AppState, tenant: &TenantId) -> Result<Arc<AclIndex>, ApiError> {
+    let version: Option<i64> = sqlx::query_scalar("SELECT seq FROM acl_versions WHERE tenant = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(&state.pool)
+        .await?;
+    let version = version.unwrap_or(0).max(0) as u64;
+    if let Some(index) = state.acl.get(tenant, version) {
+        return Ok(index);
+    }
+    let (version, index) = load_rules(state, tenant).await?;
+    let index = Arc::new(index);
+    state.acl.store(tenant, version, index.clone());
+    metrics::counter!("fe_acl_cache_reloads_total").increment(1);
+    Ok(index)
+}
+
+/// One row of the reload: the version (null if the tenant has no ACL events) and a rule
+/// (all null if the tenant has no rules).
+#[derive(sqlx::FromRow)]
+struct RuleRow {
+    version: Option<i64>,
+    rule_id: Option<Uuid>,
+    subject: Option<String>,
+    path: Option<String>,
+    permissions: Option<Vec<String>>,
+    effect: Option<String>,
+}
+
+/// The version and the rules read in one statement, hence from one snapshot.
+async fn load_rules(state: &AppState, tenant: &TenantId) -> Result<(u64, AclIndex), ApiError> {
+    let rows: Vec<RuleRow> = sqlx::query_as(
+        "SELECT v.seq AS version, r.rule_id, r.subject, r.path, r.permissions, r.effect
+         FROM (SELECT $1::text AS tenant) t
+         LEFT JOIN acl_versions v ON v.tenant = t.tenant
+         LEFT JOIN acl_rules r ON r.tenant = t.tenant",
+    )
+    .bind(tenant.as_str())
+    .fetch_all(&state.pool)
+    .await?;
+    let version = rows.first().and_then(|r| r.version).unwrap_or(0).max(0) as u64;
+    let mut rules = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(rule) = rule_of(row)? {
+            rules.push(rule);
+        }
+    }
+    Ok((version, AclIndex::from_rules(rules)))
+}
+
+/// A stored rule; a row that does not parse fails the request (a skipped deny would open
+/// access).
+fn rule_of(row: RuleRow) -> Result<Option<AclRule>, ApiError> {
+    let RuleRow {
+        rule_id: Some(rule_id),
+        subject: Some(subject),
+        path: Some(path),
+        permissions: Some(permissions),
+        effect: Some(effect),
+        ..
+    } = row
+    else {
+        return Ok(None);
+    };
+    let corrupt = || ApiError::internal(format!("ACL rule {rule_id} in the read model is corrupt"));
+    let permissions = permissions
+        .iter()
+        .map(|p| p.parse::<Permission>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| corrupt())?;
+    let effect = match effect.as_str() {
+        "allow" => Effect::Allow,
+        "deny" => Effect::Deny,
+        _ => return Err(corrupt()),
+    };
+    Ok(Some(AclRule {
+        rule_id,
+        subject: Subject::parse(&subject).map_err(|_| corrupt())?,
+        path: FilePath::parse(&path).map_err(|_| corrupt())?,
+        permissions,
+        effect,
+    }))
+}

@@ -1,0 +1,53 @@
+//! The OpenAPI document, generated from the handlers' annotations (never written by hand),
+//! and checked by a test against the paths of API.md.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "File Engine API", version = "1", description = "Event-sourced multi-tenant file platform. Errors are RFC 9457 problem+json with a stable `code`."),
+    paths(
+        routes::commands::post_command,
+        routes::tasks::get_task,
+        routes::reads::stat,
+        routes::reads::list,
+        routes::acl::grant,
+        routes::acl::revoke,
+        routes::acl::list_rules,
+        routes::acl::check,
+        routes::ops::healthz,
+        routes::ops::readyz,
+        routes::ops::metrics,
+        routes::ops::openapi,
+    ),
+    components(schemas(crate::error::Problem, routes::commands::Accepted, routes::tasks::TaskView,
+                       routes::reads::Stat, routes::reads::Listing,
+                       routes::acl::GrantRequest, routes::acl::RuleView, routes::acl::RuleList,
+                       routes::acl::CheckResult)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,186 @@
+//! Assembly of the File Engine services into one process: connect to NATS and Postgres,
+//! apply the stream definitions and migrations, open storage, and start any combination of
+//! roles (`api`, `projector`, `worker`). The `file-engine` binary and the end-to-end tests
+//! both start the platform through this module, so tests exercise exactly what ships.
+
+pub mod bench;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use platform::config::Config;
+use platform::db::ProjectionWatermark;
+use platform::event_log::EventLog;
+use platform::storage::Storage;
+use platform::streams;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Connections and resources shared by every role of the process.
+#[derive(Clone)]
+pub struct Platform {
+    pub config: Config,
+    pub nats: async_nats::Client,
+    pub log: EventLog,
+    pub pool: PgPool,
+    pub storage: Arc<dyn Storage>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Projector,
+    Worker,
+}
+
+impl Platform {
+    /// Connects and applies the idempotent set-up (stream and consumer definitions,
+    /// migrations): a fresh environment needs no separate `migrate` step.
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let nats = async_nats::ConnectOptions::new()
+            .name("file-engine")
+            .retry_on_initial_connect()
+            .connect(config.nats_url.as_str())
+            .await
+            .context("connecting to NATS")?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let settings = streams::StreamSettings {
+            replicas: config.nats_replicas,
+        };
+        streams::ensure_event_stream(&js, &settings)
+            .await
+            .context("applying the event stream definition")?;
+        let pool = platform::db::connect(config.require_database_url()?)
+            .await
+            .context("connecting to PostgreSQL")?;
+        platform::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
+        let storage = platform::storage::from_config(&config.storage).context("opening storage")?;
+        Ok(Self {
+            log: EventLog::new(js),
+            nats,
+            pool,
+            storage,
+            config,
+        })
+    }
+}
+
+/// Running roles of one process; dropping it does not stop them, [`Services::shutdown`] does.
+pub struct Services {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl Services {
+    /// Asks every role to stop and waits for in-flight work to drain.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops immediately without draining (what a crash looks like to the others).
+    pub fn abort(mut self) {
+        self.tasks.abort_all();
+    }
+
+    /// Waits until any role ends (they run until shutdown, so this means a failure).
+    pub async fn wait_any(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Services> {
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut http_addr = None;
+    let watermark = ProjectionWatermark::start(platform.pool.clone())
+        .await
+        .context("watching projections")?;
+    if roles.contains(&Role::Projector) {
+        let (js, pool, rx) = (
+            platform.log.jetstream().clone(),
+            platform.pool.clone(),
+            rx.clone(),
+        );
+        tasks.spawn(async move { projector::run(js, pool, rx).await });
+    }
+    if roles.contains(&Role::Worker) {
+        let deps = worker::WorkerDeps {
+            log: platform.log.clone(),
+            pool: platform.pool.clone(),
+            watermark: watermark.clone(),
+            storage: platform.storage.clone(),
+            concurrency: platform.config.worker_concurrency,
+            ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
+        };
+        let rx = rx.clone();
+        tasks.spawn(async move { worker::run(deps, rx).await });
+    }
+    if roles.contains(&Role::Api) {
+        let listener = tokio::net::TcpListener::bind(platform.config.http_addr)
+            .await
+            .context("binding the API address")?;
+        http_addr = Some(listener.local_addr()?);
+        let state = api_state(platform, watermark)?;
+        let mut rx = rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tasks.spawn(async move {
+            if let Err(e) = api::serve(listener, state, stop).await {
+                tracing::error!(error = %e, "api: server error");
+            }
+        });
+    }
+    Ok(Services {
+        shutdown: tx,
+        tasks,
+        http_addr,
+    })
+}
+
+fn api_state(platform: &Platform, watermark: ProjectionWatermark) -> anyhow::Result<api::AppState> {
+    let c = &platform.config;
+    let verifier = platform::auth::TokenVerifier::from_settings(&auth_settings(c)?)
+        .context("loading JWT keys")?;
+    Ok(api::AppState {
+        log: platform.log.clone(),
+        nats: platform.nats.clone(),
+        pool: platform.pool.clone(),
+        watermark,
+        verifier,
+        storage: platform.storage.clone(),
+        settings: Arc::new(api::ApiSettings {
+            max_command_bytes: c.max_command_bytes,
+            max_upload_bytes: c.max_upload_bytes,
+            allowed_types: c.allowed_types.clone(),
+            cors_origins: c.cors_origins.clone(),
+            rate_limit_per_min: c.rate_limit_per_min,
+        }),
+        metrics: platform::telemetry::metrics_handle(),
+        acl: api::authz::AclCache::default(),
+    })
+}
+
+/// The JWT settings; the API refuses to start without a key source, issuer and audience
+/// (deny by default: there is no anonymous mode).
+pub fn auth_settings(c: &Config) -> anyhow::Result<platform::auth::AuthSettings> {
+    if c.jwt_public_keys.is_none() && c.jwt_dev_hs256_secret.is_none() {
+        anyhow::bail!("FE_JWT_PUBLIC_KEYS is required");
+    }
+    Ok(platform::auth::AuthSettings {
+        public_keys_path: c.jwt_public_keys.clone(),
+        issuer: c.jwt_issuer.clone().context("FE_JWT_ISSUER is required")?,
+        audience: c
+            .jwt_audience
+            .clone()
+            .context("FE_JWT_AUDIENCE is required")?,
+        leeway_s: c.jwt_leeway_s,
+        dev_hs256_secret: c.jwt_dev_hs256_secret.clone(),
+    })
+}

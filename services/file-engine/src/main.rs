@@ -1,0 +1,137 @@
+//! `file-engine`: the one binary. `file-engine all` runs every role in one process; each role
+//! can also run alone (`api`, `projector`, `worker`) to scale them separately. Configuration
+//! comes from the `FE_*` environment variables (see the README).
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use file_engine::{start, Platform, Role};
+use platform::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "file-engine",
+    version,
+    about = "Event-sourced multi-tenant file platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Api,
+    /// Project the event log into the PostgreSQL read models.
+    Projector,
+    /// Perform storage effects of tasks.
+    Worker,
+    /// Run api, projector and worker in one process.
+    All,
+    /// Apply PostgreSQL migrations and JetStream stream definitions, then exit.
+    Migrate,
+    /// Drop the read models and rebuild them from the event log (stop projectors first).
+    Replay,
+    /// Measure performance against raw baselines (use a scratch NATS server).
+    Bench {
+        /// Sections to run (acl, log); all when omitted.
+        sections: Vec<String>,
+        /// Fewer samples, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Mint a development token signed with a local private key (never for production).
+    DevToken {
+        #[arg(long)]
+        private_key: std::path::PathBuf,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        #[arg(long, default_value_t = 86400)]
+        ttl_s: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env().context("reading configuration")?;
+    platform::telemetry::init_logging(&config.log_level);
+    match cli.command {
+        Command::Api => run(config, &[Role::Api]).await,
+        Command::Projector => run(config, &[Role::Projector]).await,
+        Command::Worker => run(config, &[Role::Worker]).await,
+        Command::All => run(config, &[Role::Api, Role::Projector, Role::Worker]).await,
+        Command::Migrate => {
+            Platform::connect(config).await?;
+            tracing::info!("migrations and stream definitions applied");
+            Ok(())
+        }
+        Command::Replay => {
+            let p = Platform::connect(config).await?;
+            let seq = projector::replay(p.log.jetstream(), &p.pool).await?;
+            tracing::info!(checkpoint = seq, "read models rebuilt");
+            Ok(())
+        }
+        Command::Bench { sections, quick } => file_engine::bench::run(&config.nats_url, &sections, quick).await,
+        Command::DevToken {
+            private_key,
+            issuer,
+            audience,
+            sub,
+            tenant,
+            roles,
+            ttl_s,
+        } => {
+            let pem = std::fs::read(&private_key)
+                .with_context(|| format!("reading {}", private_key.display()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let claims = serde_json::json!({
+                "iss": issuer, "aud": audience, "sub": sub, "tenant": tenant, "roles": roles,
+                "iat": now, "nbf": now, "exp": now + ttl_s,
+            });
+            println!("{}", platform::auth::mint_token(&pem, &claims, None)?);
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
+    if config.otlp_endpoint.is_some() {
+        tracing::warn!("FE_OTLP_ENDPOINT is set but trace export is not built into this version; traceparent is still propagated through events");
+    }
+    let platform = Platform::connect(config).await?;
+    let mut services = start(&platform, roles).await?;
+    if let Some(addr) = services.http_addr {
+        tracing::info!(%addr, "api listening");
+    }
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = services.wait_any() => anyhow::bail!("a service stopped unexpectedly"),
+    }
+    services.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}

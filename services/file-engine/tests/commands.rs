@@ -1,0 +1,273 @@
+//! End to end over HTTP: file commands reach the right terminal status and the right effect
+//! on disk, in the catalogue, and in the log.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use support::TestApp;
+
+#[tokio::test]
+async fn mkdir_with_parents_creates_every_level_on_disk_and_in_the_catalogue() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    let task = app
+        .run(
+            &t,
+            json!({"op": "mkdir", "path": "/a/b/c", "parents": true}),
+        )
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["op"], "mkdir");
+    assert!(app.disk("acme", "/a/b/c").is_dir());
+
+    let (status, stat) = app.get_json(&t, "/v1/stat/a/b").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stat["kind"], "dir");
+    assert_eq!(stat["path"], "/a/b");
+    let (_, listing) = app.get_json(&t, "/v1/list/a").await;
+    assert_eq!(listing["entries"][0]["path"], "/a/b");
+    let (_, root) = app.get_json(&t, "/v1/list/").await;
+    assert_eq!(root["entries"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn mkdir_failures_carry_stable_codes() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    let missing_parent = app
+        .run(&t, json!({"op": "mkdir", "path": "/no/such"}))
+        .await;
+    assert_eq!(missing_parent["status"], "failed");
+    assert_eq!(missing_parent["error"]["code"], "not_found");
+    assert!(!app.disk("acme", "/no").exists());
+
+    app.run(&t, json!({"op": "mkdir", "path": "/d"})).await;
+    let again = app.run(&t, json!({"op": "mkdir", "path": "/d"})).await;
+    assert_eq!(again["error"]["code"], "already_exists");
+    let with_parents = app
+        .run(&t, json!({"op": "mkdir", "path": "/d", "parents": true}))
+        .await;
+    assert_eq!(with_parents["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn move_copy_and_delete_change_disk_and_catalogue() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    app.run(
+        &t,
+        json!({"op": "mkdir", "path": "/src/inner", "parents": true}),
+    )
+    .await;
+    std::fs::write(app.disk("acme", "/src/inner/file.txt"), b"payload").unwrap();
+    app.run(&t, json!({"op": "mkdir", "path": "/dst"})).await;
+
+    let copy = app
+        .run(&t, json!({"op": "copy", "from": "/src", "to": "/dst/copy"}))
+        .await;
+    assert_eq!(copy["status"], "succeeded", "{copy}");
+    assert_eq!(
+        std::fs::read(app.disk("acme", "/dst/copy/inner/file.txt")).unwrap(),
+        b"payload"
+    );
+    assert!(app.disk("acme", "/src/inner/file.txt").exists());
+    let (status, _) = app.get_json(&t, "/v1/stat/dst/copy/inner").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mv = app
+        .run(&t, json!({"op": "move", "from": "/src", "to": "/moved"}))
+        .await;
+    assert_eq!(mv["status"], "succeeded", "{mv}");
+    assert!(!app.disk("acme", "/src").exists());
+    assert!(app.disk("acme", "/moved/inner/file.txt").exists());
+    assert_eq!(
+        app.get_json(&t, "/v1/stat/src/inner").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get_json(&t, "/v1/stat/moved/inner").await.0,
+        StatusCode::OK
+    );
+
+    let onto_existing = app
+        .run(
+            &t,
+            json!({"op": "copy", "from": "/moved", "to": "/dst/copy"}),
+        )
+        .await;
+    assert_eq!(onto_existing["error"]["code"], "already_exists");
+    let into_itself = app
+        .run(
+            &t,
+            json!({"op": "move", "from": "/moved", "to": "/moved/inner/x"}),
+        )
+        .await;
+    assert_eq!(into_itself["error"]["code"], "conflict");
+
+    let not_empty = app.run(&t, json!({"op": "delete", "path": "/dst"})).await;
+    assert_eq!(not_empty["error"]["code"], "not_empty");
+    assert!(app.disk("acme", "/dst/copy").exists());
+    let recursive = app
+        .run(
+            &t,
+            json!({"op": "delete", "path": "/dst", "recursive": true}),
+        )
+        .await;
+    assert_eq!(recursive["status"], "succeeded");
+    assert!(!app.disk("acme", "/dst").exists());
+    assert_eq!(
+        app.get_json(&t, "/v1/stat/dst/copy").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let gone = app.run(&t, json!({"op": "delete", "path": "/dst"})).await;
+    assert_eq!(gone["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn tasks_on_overlapping_paths_run_in_log_order() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    // Submitted back to back without waiting: each depends on the previous one's effect.
+    let mut ids = Vec::new();
+    for body in [
+        json!({"op": "mkdir", "path": "/o/a", "parents": true}),
+        json!({"op": "move", "from": "/o/a", "to": "/o/b"}),
+        json!({"op": "mkdir", "path": "/o/b/c"}),
+        json!({"op": "copy", "from": "/o/b", "to": "/o/d"}),
+        json!({"op": "delete", "path": "/o/b", "recursive": true}),
+    ] {
+        ids.push(app.submit(&t, body).await);
+    }
+    for id in &ids {
+        let task = app.wait_task(&t, id).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    assert!(app.disk("acme", "/o/d/c").is_dir());
+    assert!(!app.disk("acme", "/o/b").exists());
+    assert!(!app.disk("acme", "/o/a").exists());
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_same_task_and_refuses_another_body() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    let body = json!({"op": "mkdir", "path": "/idem", "parents": true});
+    let first = app.post_command(&t, &body, Some("key-1")).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(location, first["status_url"]);
+
+    let reordered = json!({"parents": true, "path": "/idem", "op": "mkdir"});
+    let replay = app.post_command(&t, &reordered, Some("key-1")).await;
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    let replay: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(replay, first);
+
+    let other = app
+        .post_command(&t, &json!({"op": "mkdir", "path": "/other"}), Some("key-1"))
+        .await;
+    assert_eq!(other.status(), StatusCode::CONFLICT);
+    let problem: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(problem["code"], "idempotency_key_reused");
+
+    // The key is scoped to the principal: another admin's same key is a new task.
+    let t2 = app.token("other-admin", "acme", &["admin"]);
+    let theirs = app.post_command(&t2, &body, Some("key-1")).await;
+    let theirs: serde_json::Value = theirs.json().await.unwrap();
+    assert_ne!(theirs["task_id"], first["task_id"]);
+
+    app.wait_task(&t, first["task_id"].as_str().unwrap()).await;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE tenant = 'acme' AND principal = 'root'",
+    )
+    .fetch_one(&app.platform.pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 1, "the replay created a second task");
+}
+
+#[tokio::test]
+async fn a_task_is_visible_to_its_principal_and_admins_only() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    let id = app.submit(&t, json!({"op": "mkdir", "path": "/v"})).await;
+    app.wait_task(&t, &id).await;
+    let other_admin = app.token("ops", "acme", &["admin"]);
+    assert_eq!(
+        app.get_json(&other_admin, &format!("/v1/tasks/{id}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let user = app.token("bob", "acme", &[]);
+    assert_eq!(
+        app.get_json(&user, &format!("/v1/tasks/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let foreign_admin = app.admin("globex");
+    let (status, problem) = app
+        .get_json(&foreign_admin, &format!("/v1/tasks/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["code"], "not_found");
+}
+
+#[tokio::test]
+async fn tenants_do_not_see_each_others_entries() {
+    let app = TestApp::spawn().await;
+    let acme = app.admin("acme");
+    let globex = app.admin("globex");
+    app.run(&acme, json!({"op": "mkdir", "path": "/secret"}))
+        .await;
+    assert_eq!(
+        app.get_json(&globex, "/v1/stat/secret").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, listing) = app.get_json(&globex, "/v1/list/").await;
+    assert_eq!(listing["entries"], json!([]));
+    let task = app
+        .run(&globex, json!({"op": "delete", "path": "/secret"}))
+        .await;
+    assert_eq!(task["error"]["code"], "not_found");
+    assert!(app.disk("acme", "/secret").is_dir());
+}
+
+#[tokio::test]
+async fn listing_is_paginated_with_a_cursor() {
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(
+            app.submit(
+                &t,
+                json!({"op": "mkdir", "path": format!("/p/d{i}"), "parents": true}),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        app.wait_task(&t, id).await;
+    }
+    let mut seen = Vec::new();
+    let mut url = "/v1/list/p?limit=3".to_owned();
+    loop {
+        let (status, page) = app.get_json(&t, &url).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 3);
+        seen.extend(
+            entries
+                .iter()
+                .map(|e| e["path"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("/v1/list/p?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..7).map(|i| format!("/p/d{i}")).collect();
+    assert_eq!(seen, expected);
+}

@@ -1,0 +1,144 @@
+//! Preconditions and redo-safe execution of each file command against storage.
+
+use events::task::{FileCommand, TaskFailure};
+use events::{FilePath, TenantId};
+use platform::storage::{EntryKind, Storage, StorageError};
+
+/// How an attempt to execute an effect ended.
+pub enum EffectError {
+    /// The task can never succeed as asked: fail it with this failure.
+    Permanent(TaskFailure),
+    /// Storage misbehaved; another delivery may succeed.
+    Transient(String),
+}
+
+impl From<StorageError> for EffectError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Io(msg) => Self::Transient(msg),
+            other => Self::Permanent(TaskFailure::new(other.code(), other.to_string())),
+        }
+    }
+}
+
+fn fail(code: &str, message: impl Into<String>) -> EffectError {
+    EffectError::Permanent(TaskFailure::new(code, message))
+}
+
+async fn kind_of(
+    s: &dyn Storage,
+    t: &TenantId,
+    p: &FilePath,
+) -> Result<Option<EntryKind>, EffectError> {
+    Ok(s.stat(t, p).await?.map(|m| m.kind))
+}
+
+async fn require_dir(s: &dyn Storage, t: &TenantId, p: &FilePath) -> Result<(), EffectError> {
+    match kind_of(s, t, p).await? {
+        Some(EntryKind::Dir) => Ok(()),
+        Some(EntryKind::File) => Err(fail("conflict", format!("{p} is not a directory"))),
+        None => Err(fail("not_found", format!("{p} does not exist"))),
+    }
+}
+
+/// Checks what must hold before a first attempt; storage is the source of truth here.
+pub async fn check_preconditions(
+    s: &dyn Storage,
+    t: &TenantId,
+    cmd: &FileCommand,
+) -> Result<(), EffectError> {
+    match cmd {
+        FileCommand::Mkdir { path, parents } => {
+            match kind_of(s, t, path).await? {
+                Some(EntryKind::Dir) if *parents => return Ok(()),
+                Some(_) => return Err(fail("already_exists", format!("{path} already exists"))),
+                None => {}
+            }
+            if !*parents {
+                if let Some(parent) = path.parent() {
+                    require_dir(s, t, &parent).await?;
+                }
+            }
+            Ok(())
+        }
+        FileCommand::Delete { path, recursive } => match s.stat(t, path).await? {
+            None => Err(fail("not_found", format!("{path} does not exist"))),
+            Some(m) if m.kind == EntryKind::Dir && !*recursive => {
+                if s.list(t, path).await?.is_empty() {
+                    Ok(())
+                } else {
+                    Err(fail("not_empty", format!("{path} is not empty")))
+                }
+            }
+            Some(_) => Ok(()),
+        },
+        FileCommand::Move {
+            from,
+            to,
+            overwrite,
+        }
+        | FileCommand::Copy {
+            from,
+            to,
+            overwrite,
+        } => {
+            if from.contains(to) {
+                return Err(fail("conflict", format!("{to} is {from} or inside it")));
+            }
+            if kind_of(s, t, from).await?.is_none() {
+                return Err(fail("not_found", format!("{from} does not exist")));
+            }
+            if let Some(parent) = to.parent() {
+                require_dir(s, t, &parent).await?;
+            }
+            if !*overwrite && kind_of(s, t, to).await?.is_some() {
+                return Err(fail("already_exists", format!("{to} already exists")));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Performs the effect. `redo` is true when an earlier attempt may already have done it
+/// (the task was found running): every branch then converges on the same end state.
+pub async fn execute(
+    s: &dyn Storage,
+    t: &TenantId,
+    cmd: &FileCommand,
+    redo: bool,
+) -> Result<(), EffectError> {
+    match cmd {
+        FileCommand::Mkdir {
+            path,
+            parents: true,
+        } => s.create_dir_all(t, path).await?,
+        FileCommand::Mkdir {
+            path,
+            parents: false,
+        } => {
+            s.create_dir(t, path).await?;
+        }
+        FileCommand::Delete { path, recursive } => {
+            s.remove(t, path, *recursive).await?;
+        }
+        FileCommand::Move {
+            from,
+            to,
+            overwrite,
+        } => {
+            let already_moved =
+                redo && kind_of(s, t, from).await?.is_none() && kind_of(s, t, to).await?.is_some();
+            if !already_moved {
+                s.rename(t, from, to, *overwrite).await?;
+            }
+        }
+        FileCommand::Copy {
+            from,
+            to,
+            overwrite,
+        } => {
+            s.copy(t, from, to, *overwrite || redo).await?;
+        }
+    }
+    Ok(())
+}
