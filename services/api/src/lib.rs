@@ -10,6 +10,7 @@ pub mod authz;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -45,6 +46,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/acl/rules/{rule_id}", delete(routes::acl::revoke))
         .route("/v1/acl/check", get(routes::acl::check))
+        .route("/v1/files/{*path}", get(files::download::get_file).put(files::upload::put_file))
+        .route("/v1/links", post(files::links::create_link))
+        .route("/v1/links/{token}", get(files::links::follow_link))
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))

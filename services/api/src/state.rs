@@ -28,6 +28,8 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub settings: Arc<ApiSettings>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Keys for signed links, newest first (never logged: `AppState` has no `Debug`).
+    pub link_secrets: Arc<Vec<String>>,
     /// Per-tenant cache of the ACL read model (see `authz`).
     pub acl: crate::authz::AclCache,
 }

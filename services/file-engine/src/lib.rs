@@ -33,6 +33,7 @@ pub enum Role {
     Api,
     Projector,
     Worker,
+    Scanner,
 }
 
 impl Platform {
@@ -118,8 +119,25 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             concurrency: platform.config.worker_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
         };
+        let (janitor_deps, janitor_rx) = (deps.clone(), rx.clone());
+        tasks.spawn(async move { worker::janitor::run(janitor_deps, janitor_rx).await });
         let rx = rx.clone();
         tasks.spawn(async move { worker::run(deps, rx).await });
+    }
+    if roles.contains(&Role::Scanner) {
+        let c = &platform.config;
+        let deps = scanner::ScannerDeps {
+            log: platform.log.clone(),
+            storage: platform.storage.clone(),
+            clamd: scanner::ClamdClient::new(
+                c.clamd_addr.clone(),
+                std::time::Duration::from_secs(c.scan_timeout_s.max(1)),
+            ),
+            concurrency: c.scanner_concurrency,
+            ack_wait: scanner::DEFAULT_ACK_WAIT,
+        };
+        let rx = rx.clone();
+        tasks.spawn(async move { scanner::run(deps, rx).await });
     }
     if roles.contains(&Role::Api) {
         let listener = tokio::net::TcpListener::bind(platform.config.http_addr)
@@ -163,6 +181,7 @@ fn api_state(platform: &Platform, watermark: ProjectionWatermark) -> anyhow::Res
             rate_limit_per_min: c.rate_limit_per_min,
         }),
         metrics: platform::telemetry::metrics_handle(),
+        link_secrets: Arc::new(c.link_secrets.clone()),
         acl: api::authz::AclCache::default(),
     })
 }

@@ -26,7 +26,9 @@ enum Command {
     Projector,
     /// Perform storage effects of tasks.
     Worker,
-    /// Run api, projector and worker in one process.
+    /// Stream uploads to clamd and record verdicts.
+    Scanner,
+    /// Run api, projector, worker and scanner in one process.
     All,
     /// Apply PostgreSQL migrations and JetStream stream definitions, then exit.
     Migrate,
@@ -68,7 +70,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Api => run(config, &[Role::Api]).await,
         Command::Projector => run(config, &[Role::Projector]).await,
         Command::Worker => run(config, &[Role::Worker]).await,
-        Command::All => run(config, &[Role::Api, Role::Projector, Role::Worker]).await,
+        Command::Scanner => run(config, &[Role::Scanner]).await,
+        Command::All => {
+            run(
+                config,
+                &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
+            )
+            .await
+        }
         Command::Migrate => {
             Platform::connect(config).await?;
             tracing::info!("migrations and stream definitions applied");
@@ -80,7 +89,9 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(checkpoint = seq, "read models rebuilt");
             Ok(())
         }
-        Command::Bench { sections, quick } => file_engine::bench::run(&config.nats_url, &sections, quick).await,
+        Command::Bench { sections, quick } => {
+            file_engine::bench::run(&config.nats_url, &sections, quick).await
+        }
         Command::DevToken {
             private_key,
             issuer,

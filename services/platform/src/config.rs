@@ -43,8 +43,27 @@ pub struct Config {
     /// How long a delivered task may go without an ack or heartbeat before JetStream
     /// redelivers it to another worker.
     pub worker_ack_wait_s: u64,
+    pub scanner_concurrency: usize,
+    pub scan_timeout_s: u64,
     pub link_secrets: Vec<String>,
     pub webhook_allow_private: bool,
+    /// Key every subscription's signing secret is derived from (`FE_WEBHOOK_SECRET_KEY`, at
+    /// least 32 bytes; no default: without it subscriptions cannot be created and the
+    /// notifier does not deliver).
+    pub webhook_secret_key: Option<String>,
+    /// Per-delivery timeout, connect included (`FE_WEBHOOK_TIMEOUT_S`, default 10).
+    pub webhook_timeout_s: u64,
+    /// Deliveries in flight per notifier process (`FE_WEBHOOK_CONCURRENCY`, default 32).
+    pub webhook_concurrency: usize,
+    /// Deliveries in flight per subscription per notifier process
+    /// (`FE_WEBHOOK_SUBSCRIPTION_CONCURRENCY`, default 4).
+    pub webhook_subscription_concurrency: usize,
+    /// A delivery is given up (dead) this long after it was queued (`FE_WEBHOOK_GIVE_UP_S`,
+    /// default 86400).
+    pub webhook_give_up_s: u64,
+    /// A subscription whose deliveries have failed without a success for this long is
+    /// disabled (`FE_WEBHOOK_DISABLE_AFTER_S`, default 86400).
+    pub webhook_disable_after_s: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -59,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_dev_hs256", &self.jwt_dev_hs256_secret.is_some())
             .field("link_secrets", &self.link_secrets.len())
+            .field("webhook_secret_key", &self.webhook_secret_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +119,20 @@ impl Config {
             otlp_endpoint: get("FE_OTLP_ENDPOINT"),
             worker_concurrency: parse(&get, "FE_WORKER_CONCURRENCY", "8")?,
             worker_ack_wait_s: parse(&get, "FE_WORKER_ACK_WAIT_S", "60")?,
+            scanner_concurrency: parse(&get, "FE_SCANNER_CONCURRENCY", "4")?,
+            scan_timeout_s: parse(&get, "FE_SCAN_TIMEOUT_S", "300")?,
             link_secrets: list(get("FE_LINK_SECRET").as_deref().unwrap_or("")),
             webhook_allow_private: parse(&get, "FE_WEBHOOK_ALLOW_PRIVATE", "false")?,
+            webhook_secret_key: get("FE_WEBHOOK_SECRET_KEY"),
+            webhook_timeout_s: parse(&get, "FE_WEBHOOK_TIMEOUT_S", "10")?,
+            webhook_concurrency: parse(&get, "FE_WEBHOOK_CONCURRENCY", "32")?,
+            webhook_subscription_concurrency: parse(
+                &get,
+                "FE_WEBHOOK_SUBSCRIPTION_CONCURRENCY",
+                "4",
+            )?,
+            webhook_give_up_s: parse(&get, "FE_WEBHOOK_GIVE_UP_S", "86400")?,
+            webhook_disable_after_s: parse(&get, "FE_WEBHOOK_DISABLE_AFTER_S", "86400")?,
         })
     }
 
@@ -157,6 +189,9 @@ mod tests {
         assert_eq!(c.worker_concurrency, 8);
         assert!(c.cors_origins.is_empty());
         assert!(!c.webhook_allow_private);
+        assert!(c.webhook_secret_key.is_none());
+        assert_eq!(c.webhook_timeout_s, 10);
+        assert_eq!(c.webhook_give_up_s, 86_400);
         assert!(!c
             .allowed_types
             .iter()

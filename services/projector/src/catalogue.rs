@@ -5,7 +5,7 @@
 //! `['/a/', '/a0')` because `0` is the byte after `/`. Moves and copies rewrite the prefix of
 //! the whole range in one statement.
 
-use events::task::TaskEvent;
+use events::task::{TaskEvent, UploadSpec};
 use events::FilePath;
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
@@ -43,30 +43,30 @@ pub async fn apply(
             delete_subtree(tx, tenant, to).await?;
             copy_subtree(tx, tenant, from, to, commit).await?;
         }
-        TaskEvent::FileAvailable {
-            upload, version, ..
-        } => {
+        TaskEvent::FileUploaded { upload } => {
+            upload_placeholder(tx, tenant, upload, commit).await?
+        }
+        TaskEvent::FileQuarantined { upload, .. } => {
             sqlx::query(
-                "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
-                                      status, version, modified_at, updated_seq)
-                 VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, 'available', $8, $9, $10)
-                 ON CONFLICT (tenant, path) DO UPDATE SET kind = 'file', size = EXCLUDED.size,
-                    sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type,
-                    status = 'available', version = EXCLUDED.version,
-                    modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq",
+                "UPDATE entries SET status = 'quarantined', updated_seq = $4
+                 WHERE tenant = $1 AND path = $2 AND version = $3 AND status = 'scanning'",
             )
             .bind(tenant)
             .bind(upload.path.as_str())
-            .bind(parent_of(&upload.path))
-            .bind(upload.path.name().unwrap_or(""))
-            .bind(upload.size as i64)
-            .bind(&upload.sha256)
-            .bind(&upload.content_type)
-            .bind(version)
-            .bind(commit.time)
+            .bind(upload.upload_id.to_string())
             .bind(commit.stream_seq as i64)
             .execute(&mut **tx)
             .await?;
+        }
+        TaskEvent::FileAvailable {
+            upload, version, ..
+        } => {
+            if let Some(parent) = upload.path.parent() {
+                for dir in parent.ancestors_and_self().filter(|p| !p.is_root()) {
+                    insert_dir(tx, tenant, &dir, commit).await?;
+                }
+            }
+            file_available(tx, tenant, upload, version, commit).await?;
         }
         _ => {}
     }
@@ -181,6 +181,82 @@ async fn copy_subtree(
     .bind(to.name().unwrap_or(""))
     .bind(commit.time)
     .bind(commit.stream_seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A new upload shows as `scanning` where nothing is yet; an existing file keeps serving its
+/// available version until the new one is promoted (a quarantined one is replaced).
+async fn upload_placeholder(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    upload: &UploadSpec,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
+    sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
+                              status, version, modified_at, updated_seq)
+         VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, 'scanning', $8, $9, $10)
+         ON CONFLICT (tenant, path) DO UPDATE SET status = 'scanning', size = EXCLUDED.size,
+            sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, version = EXCLUDED.version,
+            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
+         WHERE entries.status = 'quarantined'",
+    )
+    .bind(tenant)
+    .bind(upload.path.as_str())
+    .bind(parent_of(&upload.path))
+    .bind(upload.path.name().unwrap_or(""))
+    .bind(upload.size as i64)
+    .bind(&upload.sha256)
+    .bind(&upload.content_type)
+    .bind(upload.upload_id.to_string())
+    .bind(commit.time)
+    .bind(commit.stream_seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn file_available(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    upload: &UploadSpec,
+    version: &str,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
+    sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
+                              status, version, modified_at, updated_seq)
+         VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, 'available', $8, $9, $10)
+         ON CONFLICT (tenant, path) DO UPDATE SET kind = 'file', size = EXCLUDED.size,
+            sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type,
+            status = 'available', version = EXCLUDED.version,
+            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq",
+    )
+    .bind(tenant)
+    .bind(upload.path.as_str())
+    .bind(parent_of(&upload.path))
+    .bind(upload.path.name().unwrap_or(""))
+    .bind(upload.size as i64)
+    .bind(&upload.sha256)
+    .bind(&upload.content_type)
+    .bind(version)
+    .bind(commit.time)
+    .bind(commit.stream_seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO file_versions (tenant, version, path, size, sha256, content_type, available_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, version) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(version)
+    .bind(upload.path.as_str())
+    .bind(upload.size as i64)
+    .bind(&upload.sha256)
+    .bind(&upload.content_type)
+    .bind(commit.time)
     .execute(&mut **tx)
     .await?;
     Ok(())

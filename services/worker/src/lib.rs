@@ -13,11 +13,13 @@
 //! 5. the outcome is committed (`task.succeeded` with the domain fact, or `task.failed`).
 //!
 //! Transient storage errors are Nak'ed with backoff; on the last allowed delivery the task is
-//! dead-lettered instead, so every task reaches a terminal state. Upload tasks belong to the
-//! scanner and the promotion step, not to this loop.
+//! dead-lettered instead, so every task reaches a terminal state. Uploads are scanned by the
+//! scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging ([`janitor`]).
 
 mod effects;
+pub mod janitor;
 mod ordering;
+mod promote;
 mod run;
 
 pub use run::{run, WorkerDeps};

@@ -36,22 +36,41 @@ pub async fn blocked_by_earlier(
         .any(|other| other.overlaps(spec)))
 }
 
-/// Waits (with growing pauses, woken early by projector progress) until the task may run.
+/// The task's own position in the per-path order (its request or latest retry).
+async fn queued_seq(
+    pool: &PgPool,
+    tenant: &TenantId,
+    task_id: Uuid,
+) -> Result<Option<u64>, sqlx::Error> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT queued_seq FROM tasks WHERE tenant = $1 AND task_id = $2")
+            .bind(tenant.as_str())
+            .bind(task_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(seq.map(|s| s.max(0) as u64))
+}
+
+/// Waits (with growing pauses, woken early by projector progress) until the task may run:
+/// first until the read models have passed `projected_through` (the commit being handled,
+/// so every earlier task is visible), then until no earlier open task overlaps it.
 pub async fn wait_for_turn(
     pool: &PgPool,
     watermark: &ProjectionWatermark,
     tenant: &TenantId,
     task_id: Uuid,
-    queued_seq: u64,
+    projected_through: u64,
     spec: &TaskSpec,
 ) -> Result<(), sqlx::Error> {
     let mut pause = Duration::from_millis(20);
     loop {
-        let projected = watermark.wait_for(queued_seq, pause).await;
-        if projected && !blocked_by_earlier(pool, tenant, task_id, queued_seq, spec).await? {
-            return Ok(());
-        }
-        if projected {
+        if watermark.wait_for(projected_through, pause).await {
+            let own = queued_seq(pool, tenant, task_id)
+                .await?
+                .unwrap_or(projected_through);
+            if !blocked_by_earlier(pool, tenant, task_id, own, spec).await? {
+                return Ok(());
+            }
             // Blocked: wake up on the next projected commit (an earlier task finishing) or soon.
             let _ = watermark.changed_since(watermark.current(), pause).await;
         }

@@ -80,6 +80,28 @@ async fn subscribe(
     Ok(consumer.messages().await?)
 }
 
+/// What a commit asks of the worker.
+enum Work {
+    /// A file command was requested or retried.
+    Command,
+    /// An upload was scanned clean and waits to be promoted.
+    Promotion,
+}
+
+impl Work {
+    fn of(commit: &LoggedCommit) -> Option<Self> {
+        let types = || commit.events.iter().map(|e| e.event_type.as_str());
+        if types().any(|t| matches!(t, "task.requested" | "task.retried")) {
+            return Some(Self::Command);
+        }
+        let clean_scan = commit.events.iter().any(|e| {
+            e.event_type == "file.scanned"
+                && e.payload.pointer("/FileScanned/clean") == Some(&serde_json::Value::Bool(true))
+        });
+        clean_scan.then_some(Self::Promotion)
+    }
+}
+
 async fn handle(deps: WorkerDeps, permits: Arc<Semaphore>, message: jetstream::Message) {
     let commit = match LoggedCommit::from_message(&message) {
         Ok(c) => c,
@@ -92,18 +114,23 @@ async fn handle(deps: WorkerDeps, permits: Arc<Semaphore>, message: jetstream::M
             return;
         }
     };
-    let queues_work = commit
-        .events
-        .iter()
-        .any(|e| matches!(e.event_type.as_str(), "task.requested" | "task.retried"));
-    if !queues_work {
+    let Some(kind) = Work::of(&commit) else {
         let _ = message.ack().await;
         return;
-    }
+    };
     let span = tracing::info_span!("task", tenant = %commit.tenant, aggregate = %commit.aggregate_id, seq = commit.stream_seq);
-    let outcome = process(&deps, &permits, &message, &commit)
-        .instrument(span)
-        .await;
+    let outcome = match kind {
+        Work::Command => {
+            process(&deps, &permits, &message, &commit)
+                .instrument(span)
+                .await
+        }
+        Work::Promotion => {
+            crate::promote::promote(&deps, &permits, &message, &commit)
+                .instrument(span)
+                .await
+        }
+    };
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
     let ack = match outcome {
         Ok(()) => AckKind::Ack,
@@ -117,7 +144,6 @@ async fn handle(deps: WorkerDeps, permits: Arc<Semaphore>, message: jetstream::M
     };
     let _ = message.ack_with(ack).await;
 }
-
 
 async fn dead_letter(deps: &WorkerDeps, commit: &LoggedCommit, reason: String) -> AckKind {
     let failure = TaskFailure::new("storage_error", reason);
@@ -192,7 +218,7 @@ async fn process(
     }
 }
 
-async fn record_failure(
+pub(crate) async fn record_failure(
     deps: &WorkerDeps,
     commit: &LoggedCommit,
     err: EffectError,
@@ -210,7 +236,7 @@ async fn record_failure(
 
 /// Appends a task command's events; a task that reached a terminal state meanwhile (another
 /// delivery finished it) is not an error.
-async fn execute(
+pub(crate) async fn execute(
     deps: &WorkerDeps,
     commit: &LoggedCommit,
     command: TaskCommand,
@@ -238,7 +264,7 @@ async fn execute(
 
 /// Runs `work` while telling JetStream every `every` that the message is still in progress,
 /// so a long effect is not redelivered to another worker meanwhile.
-async fn with_heartbeat<T>(
+pub(crate) async fn with_heartbeat<T>(
     message: &jetstream::Message,
     every: Duration,
     work: impl std::future::Future<Output = T>,

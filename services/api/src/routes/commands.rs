@@ -50,8 +50,8 @@ pub async fn post_command(
     refuse_root_mutation(&command)?;
     authorize(&state, &caller, access_for(&command)).await?;
     let hash = key.as_ref().map(|_| body_hash(&raw));
-    let task_id = request_task(&state, &caller, TaskSpec::Command(command), key, hash).await?;
-    Ok(accepted(task_id))
+    let requested = request_task(&state, &caller, TaskSpec::Command(command), key, hash).await?;
+    Ok(accepted(requested.task_id))
 }
 
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -90,14 +90,20 @@ fn access_for(command: &FileCommand) -> Access<'_> {
     }
 }
 
-/// Appends `task.requested` (or recognises an idempotent replay) and returns the task id.
+/// The task a request maps to, and whether it already existed (an idempotent replay).
+pub struct Requested {
+    pub task_id: Uuid,
+    pub replay: bool,
+}
+
+/// Appends `task.requested` (or recognises an idempotent replay).
 pub async fn request_task(
     state: &AppState,
     caller: &Principal,
     spec: TaskSpec,
     key: Option<IdempotencyKey>,
     body_hash: Option<String>,
-) -> Result<Uuid, ApiError> {
+) -> Result<Requested, ApiError> {
     let task_id = match &key {
         Some(k) => task_id_for_idempotency_key(&caller.tenant, &caller.subject, k),
         None => Uuid::now_v7(),
@@ -117,9 +123,12 @@ pub async fn request_task(
         .execute::<Task>(&id, command, &(), event_metadata(caller))
         .await
     {
-        Ok(_) => {
-            metrics::counter!("fe_tasks_requested_total").increment(1);
-            Ok(task_id)
+        Ok(executed) => {
+            let replay = executed.events.is_empty();
+            if !replay {
+                metrics::counter!("fe_tasks_requested_total").increment(1);
+            }
+            Ok(Requested { task_id, replay })
         }
         Err(ExecuteError::Domain(TaskError::IdempotencyKeyReused)) => {
             Err(ApiError::IdempotencyKeyReused)

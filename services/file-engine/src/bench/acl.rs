@@ -25,8 +25,11 @@ fn random_rule(rng: &mut impl Rng) -> AclRule {
         1 => Subject::Role(format!("r{}", rng.random_range(0..10))),
         _ => Subject::Everyone,
     };
-    let permissions: BTreeSet<Permission> =
-        Permission::ALL.iter().copied().filter(|_| rng.random_bool(0.4)).collect();
+    let permissions: BTreeSet<Permission> = Permission::ALL
+        .iter()
+        .copied()
+        .filter(|_| rng.random_bool(0.4))
+        .collect();
     AclRule {
         rule_id: uuid::Uuid::from_u128(rng.random()),
         subject,
@@ -35,7 +38,11 @@ fn random_rule(rng: &mut impl Rng) -> AclRule {
             random_path(rng, depth)
         },
         permissions,
-        effect: if rng.random_bool(0.2) { Effect::Deny } else { Effect::Allow },
+        effect: if rng.random_bool(0.2) {
+            Effect::Deny
+        } else {
+            Effect::Allow
+        },
     }
 }
 
@@ -44,7 +51,14 @@ pub fn run(samples: usize) {
     let index = AclIndex::from_rules((0..RULES).map(|_| random_rule(&mut rng)));
     let tenant = TenantId::parse("bench").expect("a constant, valid tenant id");
     let principals: Vec<Principal> = (0..50)
-        .filter_map(|i| Principal::new(format!("u{i}"), tenant.clone(), vec![format!("r{}", i % 10), format!("r{}", (i + 3) % 10)]).ok())
+        .filter_map(|i| {
+            Principal::new(
+                format!("u{i}"),
+                tenant.clone(),
+                vec![format!("r{}", i % 10), format!("r{}", (i + 3) % 10)],
+            )
+            .ok()
+        })
         .collect();
     let paths: Vec<FilePath> = (0..1_000).map(|_| random_path(&mut rng, DEPTH)).collect();
     let mut times = Vec::with_capacity(samples);
@@ -58,6 +72,16 @@ pub fn run(samples: usize) {
         times.push(start.elapsed());
         allowed += decision.allowed as usize;
     }
-    let (_, p99) = super::report(&format!("acl decide ({RULES} rules, depth {DEPTH})"), &mut times);
-    println!("  allowed {allowed}/{samples}; target p99 < 50µs: {}", if p99 < Duration::from_micros(50) { "met" } else { "MISSED" });
+    let (_, p99) = super::report(
+        &format!("acl decide ({RULES} rules, depth {DEPTH})"),
+        &mut times,
+    );
+    println!(
+        "  allowed {allowed}/{samples}; target p99 < 50µs: {}",
+        if p99 < Duration::from_micros(50) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
 }

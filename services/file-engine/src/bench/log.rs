@@ -15,9 +15,13 @@ const RAW_STREAM: &str = "FE_BENCH_RAW";
 
 pub async fn run(nats_url: &str, n: usize) -> anyhow::Result<()> {
     let client = async_nats::connect(nats_url).await?;
-    println!("nats-server {}", platform::streams::server_version(&client).await);
+    println!(
+        "nats-server {}",
+        platform::streams::server_version(&client).await
+    );
     let js = jetstream::new(client);
-    platform::streams::ensure_event_stream(&js, &platform::streams::StreamSettings { replicas: 1 }).await?;
+    platform::streams::ensure_event_stream(&js, &platform::streams::StreamSettings { replicas: 1 })
+        .await?;
     let raw = js
         .get_or_create_stream(stream::Config {
             name: RAW_STREAM.into(),
@@ -34,15 +38,22 @@ pub async fn run(nats_url: &str, n: usize) -> anyhow::Result<()> {
     let mut log_times = Vec::with_capacity(n);
     for i in 0..n {
         let start = Instant::now();
-        js.publish(format!("fe-bench.raw.{i}"), body.clone().into()).await?.await?;
+        js.publish(format!("fe-bench.raw.{i}"), body.clone().into())
+            .await?
+            .await?;
         raw_times.push(start.elapsed());
 
         let task_id = uuid::Uuid::now_v7();
         let cmd = request(&tenant, task_id, i)?;
         let start = Instant::now();
-        log.execute::<Task>(&aggregate_id(&tenant, &task_id.to_string()), cmd, &(), Default::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        log.execute::<Task>(
+            &aggregate_id(&tenant, &task_id.to_string()),
+            cmd,
+            &(),
+            Default::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         log_times.push(start.elapsed());
     }
     let (raw50, raw99) = super::report("raw JetStream publish (acked)", &mut raw_times);
@@ -52,7 +63,9 @@ pub async fn run(nats_url: &str, n: usize) -> anyhow::Result<()> {
         log50.as_secs_f64() / raw50.as_secs_f64().max(1e-9),
         log99.as_secs_f64() / raw99.as_secs_f64().max(1e-9)
     );
-    let _ = js.delete_stream(raw.cached_info().config.name.clone()).await;
+    let _ = js
+        .delete_stream(raw.cached_info().config.name.clone())
+        .await;
     Ok(())
 }
 
@@ -61,7 +74,10 @@ fn request(tenant: &TenantId, task_id: uuid::Uuid, i: usize) -> anyhow::Result<T
         task_id,
         tenant: tenant.clone(),
         principal: "bench".into(),
-        spec: TaskSpec::Command(FileCommand::Mkdir { path: FilePath::parse(&format!("/bench/d{i}"))?, parents: true }),
+        spec: TaskSpec::Command(FileCommand::Mkdir {
+            path: FilePath::parse(&format!("/bench/d{i}"))?,
+            parents: true,
+        }),
         idempotency_key: None,
         body_hash: None,
         requested_at: Utc::now(),
@@ -69,5 +85,7 @@ fn request(tenant: &TenantId, task_id: uuid::Uuid, i: usize) -> anyhow::Result<T
 }
 
 fn sample_body(tenant: &TenantId) -> anyhow::Result<Vec<u8>> {
-    Ok(serde_json::to_vec(&serde_json::json!({"events": [{"tenant": tenant.as_str(), "payload": "x".repeat(400)}]}))?)
+    Ok(serde_json::to_vec(
+        &serde_json::json!({"events": [{"tenant": tenant.as_str(), "payload": "x".repeat(400)}]}),
+    )?)
 }

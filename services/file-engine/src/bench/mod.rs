@@ -25,7 +25,12 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn report(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort_unstable();
     let (p50, p99) = (percentile(samples, 50.0), percentile(samples, 99.0));
-    println!("{name:<40} n={:<8} p50={:>10.2?} p99={:>10.2?}", samples.len(), p50, p99);
+    println!(
+        "{name:<40} n={:<8} p50={:>10.2?} p99={:>10.2?}",
+        samples.len(),
+        p50,
+        p99
+    );
     (p50, p99)
 }
 

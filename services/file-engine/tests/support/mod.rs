@@ -24,6 +24,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub storage: tempfile::TempDir,
     pub platform: Platform,
+    pub clamd: Option<testkit::clamd::Clamd>,
     services: Option<Services>,
 }
 
@@ -61,6 +62,23 @@ impl TestApp {
         Self::spawn_with(&[Role::Api, Role::Projector, Role::Worker], &[]).await
     }
 
+    /// Every role including the scanner, against a real clamd of its own.
+    pub async fn spawn_with_scanner(extra: &[(&str, &str)]) -> Self {
+        let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
+        let mut env: Vec<(&str, &str)> = vec![
+            ("FE_CLAMD_ADDR", clamd.addr.as_str()),
+            ("FE_LINK_SECRET", "test-link-secret"),
+        ];
+        env.extend_from_slice(extra);
+        let mut app = Self::spawn_with(
+            &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
+            &env,
+        )
+        .await;
+        app.clamd = Some(clamd);
+        app
+    }
+
     pub async fn spawn_with(roles: &[Role], extra: &[(&str, &str)]) -> Self {
         let nats = NatsServer::start().await.expect("nats-server");
         let db = TestDb::create().await.expect("test database");
@@ -82,6 +100,7 @@ impl TestApp {
             db,
             storage,
             platform,
+            clamd: None,
             services: Some(services),
         }
     }
@@ -210,5 +229,39 @@ where
         assert!(Instant::now() < end, "timed out waiting for {what}");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+impl TestApp {
+    pub async fn upload(
+        &self,
+        token: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut rb = self
+            .request(Method::PUT, &format!("/v1/files{path}"), Some(token))
+            .await
+            .body(bytes);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send().await.expect("upload")
+    }
+
+    /// Uploads and waits for the task to be terminal.
+    pub async fn upload_and_wait(&self, token: &str, path: &str, bytes: Vec<u8>) -> Value {
+        let resp = self.upload(token, path, bytes, &[]).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "upload of {path}");
+        let v: Value = resp.json().await.unwrap();
+        self.wait_task(token, v["task_id"].as_str().unwrap()).await
+    }
+
+    /// Staged uploads of a tenant still on disk.
+    pub fn staged_count(&self, tenant: &str) -> usize {
+        std::fs::read_dir(self.storage.path().join("staging").join(tenant))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 }
