@@ -38,7 +38,7 @@ fn random_rule(rng: &mut impl Rng) -> AclRule {
             random_path(rng, depth)
         },
         permissions,
-        effect: if rng.random_bool(0.2) {
+        effect: if rng.random_bool(0.01) {
             Effect::Deny
         } else {
             Effect::Allow

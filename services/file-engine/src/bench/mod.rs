@@ -2,6 +2,8 @@
 //! the same run, so numbers stay comparable across noisy machines.
 //!
 //! - `acl`: in-process ACL decision latency (10,000 rules, 32-segment paths), p50/p99.
+//! - `upload`: a 1 GiB streamed upload vs a raw disk write (and memory growth), and the scan
+//!   step vs a direct clamd INSTREAM.
 //! - `log`: committing a task through the event log (load + optimistic append) vs a raw
 //!   JetStream publish of the same bytes to a stream with the same storage settings.
 //!
@@ -10,6 +12,7 @@
 
 mod acl;
 mod log;
+mod upload;
 
 use std::time::Duration;
 
@@ -34,14 +37,19 @@ pub fn report(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
     (p50, p99)
 }
 
-pub async fn run(nats_url: &str, which: &[String], quick: bool) -> anyhow::Result<()> {
+pub async fn run(config: platform::config::Config, which: &[String], quick: bool) -> anyhow::Result<()> {
+    let nats_url = config.nats_url.clone();
     let all = which.is_empty();
     let wants = |n: &str| all || which.iter().any(|w| w == n);
     if wants("acl") {
         acl::run(if quick { 20_000 } else { 200_000 });
     }
     if wants("log") {
-        log::run(nats_url, if quick { 200 } else { 2_000 }).await?;
+        log::run(&nats_url, if quick { 200 } else { 2_000 }).await?;
+    }
+    if wants("upload") {
+        let (large, scan) = if quick { (64 << 20, 16 << 20) } else { (1 << 30, 100 << 20) };
+        upload::run(config, large, scan).await?;
     }
     Ok(())
 }
