@@ -11,8 +11,13 @@
 //! now from the enforced read model, or with `at` from the log, folding the tenant's ACL
 //! commits whose JetStream time (to the microsecond, the precision `granted_at` is shown
 //! with) is at or before `at`.
+//!
+//! `input.rs` validates bodies and query parameters; `store.rs` holds the reads (read model
+//! and log).
 
-use std::collections::BTreeSet;
+mod input;
+mod store;
+
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -20,11 +25,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, SubsecRound, Utc};
-use events::acl::{
-    rules_as_of, AclAggregate, AclCommand, AclError, AclEvent, AclIndex, AclRule, Effect,
-    Permission, Subject,
-};
+use chrono::{DateTime, Utc};
+use events::acl::{AclAggregate, AclCommand, AclError, Permission, Subject};
 use events::{FilePath, Principal};
 use platform::event_log::{aggregate_id, ExecuteError};
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,8 @@ use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::routes::commands::event_metadata;
 use crate::state::AppState;
+use input::{effect_name, parse_instant, rule_from, Params};
+use store::{granted_at, index_at, load_rule_views};
 
 /// How long a change waits for the ACL projection before answering 503.
 pub const APPLY_DEADLINE: Duration = Duration::from_secs(10);
@@ -233,46 +237,6 @@ fn no_such_rule() -> ApiError {
     ApiError::NotFound("no such ACL rule".into())
 }
 
-/// Validates a grant request into a rule with a fresh id.
-fn rule_from(req: GrantRequest) -> Result<AclRule, ApiError> {
-    let subject = Subject::parse(&req.subject).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let path = FilePath::parse(&req.path)?;
-    if req.permissions.is_empty() {
-        return Err(ApiError::BadRequest(
-            "permissions must name at least one permission".into(),
-        ));
-    }
-    let permissions: BTreeSet<Permission> = req
-        .permissions
-        .iter()
-        .map(|p| p.parse::<Permission>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let effect = match req.effect.as_str() {
-        "allow" => Effect::Allow,
-        "deny" => Effect::Deny,
-        _ => {
-            return Err(ApiError::BadRequest(
-                "effect must be \"allow\" or \"deny\"".into(),
-            ))
-        }
-    };
-    Ok(AclRule {
-        rule_id: Uuid::now_v7(),
-        subject,
-        path,
-        permissions,
-        effect,
-    })
-}
-
-fn effect_name(effect: Effect) -> &'static str {
-    match effect {
-        Effect::Allow => "allow",
-        Effect::Deny => "deny",
-    }
-}
-
 /// The id of the caller's tenant ACL aggregate (one per tenant).
 fn acl_aggregate_id(caller: &Principal) -> String {
     aggregate_id(&caller.tenant, caller.tenant.as_str())
@@ -316,108 +280,4 @@ async fn wait_applied(state: &AppState, seq: u64, what: &str) -> Result<(), ApiE
         "{what} (log position {seq}) but is not in force yet: the ACL projection is behind; \
          it takes effect once projected"
     )))
-}
-
-async fn granted_at(
-    state: &AppState,
-    caller: &Principal,
-    rule_id: Uuid,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    Ok(
-        sqlx::query_scalar("SELECT granted_at FROM acl_rules WHERE tenant = $1 AND rule_id = $2")
-            .bind(caller.tenant.as_str())
-            .bind(rule_id)
-            .fetch_optional(&state.pool)
-            .await?,
-    )
-}
-
-async fn load_rule_views(
-    state: &AppState,
-    caller: &Principal,
-    under: Option<&FilePath>,
-) -> Result<Vec<RuleView>, ApiError> {
-    // The subtree of '/a' is the byte range ['/a/', '/a0') under the "C" collation.
-    let under = under.filter(|p| !p.is_root());
-    let (exact, lower, upper) = match under {
-        Some(p) => (
-            Some(p.as_str().to_owned()),
-            Some(format!("{p}/")),
-            Some(format!("{p}0")),
-        ),
-        None => (None, None, None),
-    };
-    Ok(sqlx::query_as(
-        "SELECT rule_id, subject, path, permissions, effect, granted_by, granted_at, seq
-         FROM acl_rules
-         WHERE tenant = $1
-           AND ($2::text IS NULL OR path = $2 OR (path >= $3 AND path < $4))
-         ORDER BY path, rule_id",
-    )
-    .bind(caller.tenant.as_str())
-    .bind(exact)
-    .bind(lower)
-    .bind(upper)
-    .fetch_all(&state.pool)
-    .await?)
-}
-
-/// The tenant's rules as of `at`, folded from its ACL commits in the log.
-async fn index_at(
-    state: &AppState,
-    caller: &Principal,
-    at: DateTime<Utc>,
-) -> Result<AclIndex, ApiError> {
-    let commits = state
-        .log
-        .load_commits("acl", &acl_aggregate_id(caller))
-        .await
-        .map_err(ApiError::unavailable)?;
-    let mut timed = Vec::new();
-    for commit in commits {
-        for stored in commit.events {
-            let event: AclEvent = serde_json::from_value(stored.payload).map_err(|_| {
-                ApiError::internal(format!("ACL commit {} does not parse", commit.stream_seq))
-            })?;
-            // Times are shown (`granted_at`) at the microseconds PostgreSQL keeps; compare at
-            // that precision so `at = granted_at` includes the grant it names.
-            timed.push((commit.time.trunc_subsecs(6), event));
-        }
-    }
-    Ok(rules_as_of(timed, at))
-}
-
-/// An RFC 3339 instant. A `+` offset sent unencoded in a query arrives as a space; it is
-/// read back as `+` (a space is never valid there).
-fn parse_instant(raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(&raw.replace(' ', "+"))
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ApiError::BadRequest("at must be an RFC 3339 time".into()))
-}
-
-/// Query parameters; a parameter given twice is refused (which one would count?).
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn new(query: QueryPairs) -> Result<Self, ApiError> {
-        let Query(pairs) =
-            query.map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
-        Ok(Self(pairs))
-    }
-
-    fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        let mut values = self.0.iter().filter(|(k, _)| k == name);
-        let first = values.next().map(|(_, v)| v.as_str());
-        if values.next().is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "query parameter {name} given more than once"
-            )));
-        }
-        Ok(first)
-    }
-
-    fn require(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name)?
-            .ok_or_else(|| ApiError::BadRequest(format!("query parameter {name} is required")))
-    }
 }
