@@ -162,12 +162,21 @@ async fn from_log(
         .load::<Task>(&id)
         .await
         .map_err(ApiError::unavailable)?;
+    let last_seq = loaded.last_stream_seq;
     let task = loaded.aggregate;
     let (Some(spec), Some(at)) = (task.spec, task.requested_at) else {
         return Ok(None);
     };
     if task.status == TaskStatus::Unknown {
         return Ok(None);
+    }
+    if task.status.is_terminal() {
+        // A terminal answer promises up-to-date read models (the file is in the catalogue):
+        // give the projector a moment to pass the outcome, then answer from it.
+        state.watermark.wait_for(last_seq, std::time::Duration::from_secs(5)).await;
+        if let Some(view) = load_row(state, caller, task_id).await? {
+            return Ok(Some(view));
+        }
     }
     Ok(Some(TaskView {
         task_id,
