@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Static validation of the Kubernetes manifests (no cluster, no network beyond PyPI once):
+# schema validation with kubernetes-validate (schemas ship inside the package), then the
+# project's own rules: every container non-root, read-only root filesystem, no privilege
+# escalation, all capabilities dropped, memory limits set.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$root/.tools/venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null || "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0'
+"$venv/bin/kubernetes-validate" --strict -k 1.30.0 "$here"/*.yaml
+"$venv/bin/python" - "$here" <<'PY'
+import glob, sys, yaml
+bad = []
+for path in sorted(glob.glob(sys.argv[1] + "/*.yaml")):
+    for doc in yaml.safe_load_all(open(path)):
+        if not doc or doc.get("kind") != "Deployment":
+            continue
+        spec = doc["spec"]["template"]["spec"]
+        if not spec.get("securityContext", {}).get("runAsNonRoot"):
+            bad.append(f"{path}: pod not runAsNonRoot")
+        for c in spec["containers"]:
+            sc = c.get("securityContext", {})
+            name = f"{path}:{c['name']}"
+            if not sc.get("readOnlyRootFilesystem"): bad.append(f"{name}: root filesystem writable")
+            if sc.get("allowPrivilegeEscalation", True): bad.append(f"{name}: privilege escalation allowed")
+            if "ALL" not in sc.get("capabilities", {}).get("drop", []): bad.append(f"{name}: capabilities not dropped")
+            if "memory" not in c.get("resources", {}).get("limits", {}): bad.append(f"{name}: no memory limit")
+if bad:
+    print("\n".join(bad)); sys.exit(1)
+print("manifests: security rules hold")
+PY
