@@ -194,28 +194,8 @@ async fn upload_placeholder(
     upload: &UploadSpec,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
-    sqlx::query(
-        "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
-                              status, version, modified_at, updated_seq)
-         VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, 'scanning', $8, $9, $10)
-         ON CONFLICT (tenant, path) DO UPDATE SET status = 'scanning', size = EXCLUDED.size,
-            sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, version = EXCLUDED.version,
-            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
-         WHERE entries.status = 'quarantined'",
-    )
-    .bind(tenant)
-    .bind(upload.path.as_str())
-    .bind(parent_of(&upload.path))
-    .bind(upload.path.name().unwrap_or(""))
-    .bind(upload.size as i64)
-    .bind(&upload.sha256)
-    .bind(&upload.content_type)
-    .bind(upload.upload_id.to_string())
-    .bind(commit.time)
-    .bind(commit.stream_seq as i64)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let version = upload.upload_id.to_string();
+    upsert_file(tx, tenant, upload, &version, "scanning", commit).await
 }
 
 async fn file_available(
@@ -225,27 +205,7 @@ async fn file_available(
     version: &str,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
-    sqlx::query(
-        "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
-                              status, version, modified_at, updated_seq)
-         VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, 'available', $8, $9, $10)
-         ON CONFLICT (tenant, path) DO UPDATE SET kind = 'file', size = EXCLUDED.size,
-            sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type,
-            status = 'available', version = EXCLUDED.version,
-            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq",
-    )
-    .bind(tenant)
-    .bind(upload.path.as_str())
-    .bind(parent_of(&upload.path))
-    .bind(upload.path.name().unwrap_or(""))
-    .bind(upload.size as i64)
-    .bind(&upload.sha256)
-    .bind(&upload.content_type)
-    .bind(version)
-    .bind(commit.time)
-    .bind(commit.stream_seq as i64)
-    .execute(&mut **tx)
-    .await?;
+    upsert_file(tx, tenant, upload, version, "available", commit).await?;
     sqlx::query(
         "INSERT INTO file_versions (tenant, version, path, size, sha256, content_type, available_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, version) DO NOTHING",
@@ -257,6 +217,42 @@ async fn file_available(
     .bind(&upload.sha256)
     .bind(&upload.content_type)
     .bind(commit.time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the file entry of an upload. An `available` version always wins; a `scanning`
+/// placeholder only takes a path that is free or holds a quarantined upload.
+async fn upsert_file(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    upload: &UploadSpec,
+    version: &str,
+    status: &str,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
+    sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, size, sha256, content_type,
+                              status, version, modified_at, updated_seq)
+         VALUES ($1, $2, $3, $4, 'file', $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (tenant, path) DO UPDATE SET kind = 'file', size = EXCLUDED.size,
+            sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type,
+            status = EXCLUDED.status, version = EXCLUDED.version,
+            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
+         WHERE EXCLUDED.status = 'available' OR entries.status = 'quarantined'",
+    )
+    .bind(tenant)
+    .bind(upload.path.as_str())
+    .bind(parent_of(&upload.path))
+    .bind(upload.path.name().unwrap_or(""))
+    .bind(upload.size as i64)
+    .bind(&upload.sha256)
+    .bind(&upload.content_type)
+    .bind(status)
+    .bind(version)
+    .bind(commit.time)
+    .bind(commit.stream_seq as i64)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -11,8 +11,7 @@ use platform::storage::{EntryKind, Storage};
 use tokio::sync::Semaphore;
 
 use crate::effects::EffectError;
-use crate::ordering;
-use crate::run::{execute, record_failure, with_heartbeat, WorkerDeps};
+use crate::run::{execute, record_failure, take_turn, WorkerDeps};
 
 pub async fn promote(
     deps: &WorkerDeps,
@@ -33,18 +32,7 @@ pub async fn promote(
         return Ok(());
     }
     let spec = TaskSpec::Upload(upload.clone());
-    let turn = ordering::wait_for_turn(
-        &deps.pool,
-        &deps.watermark,
-        &commit.tenant,
-        task_id,
-        commit.stream_seq,
-        &spec,
-    );
-    with_heartbeat(message, deps.ack_wait / 3, turn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+    let _permit = take_turn(deps, permits, message, commit, task_id, &spec).await?;
     let previous = current_version(deps, &commit.tenant, &upload).await?;
     let storage = deps.storage.as_ref();
     match place(storage, &commit.tenant, &upload, previous.as_deref()).await {

@@ -179,18 +179,7 @@ async fn process(
         return Ok(());
     }
     let spec = TaskSpec::Command(cmd.clone());
-    let turn = ordering::wait_for_turn(
-        &deps.pool,
-        &deps.watermark,
-        &commit.tenant,
-        task_id,
-        commit.stream_seq,
-        &spec,
-    );
-    with_heartbeat(message, deps.ack_wait / 3, turn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+    let _permit = take_turn(deps, permits, message, commit, task_id, &spec).await?;
     let storage = deps.storage.as_ref();
     let redo = task.status == TaskStatus::Running;
     if !redo {
@@ -280,4 +269,28 @@ pub(crate) async fn with_heartbeat<T>(
             }
         }
     }
+}
+
+/// Waits for the task's turn in the per-path log order (heartbeating meanwhile), then for a
+/// free effect slot, which the caller holds while it works.
+pub(crate) async fn take_turn<'a>(
+    deps: &WorkerDeps,
+    permits: &'a Semaphore,
+    message: &jetstream::Message,
+    commit: &LoggedCommit,
+    task_id: uuid::Uuid,
+    spec: &TaskSpec,
+) -> Result<tokio::sync::SemaphorePermit<'a>, String> {
+    let turn = ordering::wait_for_turn(
+        &deps.pool,
+        &deps.watermark,
+        &commit.tenant,
+        task_id,
+        commit.stream_seq,
+        spec,
+    );
+    with_heartbeat(message, deps.ack_wait / 3, turn)
+        .await
+        .map_err(|e| e.to_string())?;
+    permits.acquire().await.map_err(|e| e.to_string())
 }

@@ -77,7 +77,7 @@ mod tests {
             "image/png"
         );
         assert_eq!(
-            sniff(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00"),
+            sniff(&[&b"\x7fELF\x02\x01\x01"[..], &[0u8; 64]].concat()),
             "application/x-executable"
         );
     }
