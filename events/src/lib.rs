@@ -10,9 +10,13 @@
 //! plain unit and property tests.
 
 pub mod acl;
+pub mod audit_chain;
 pub mod identity;
 pub mod path;
+pub mod public;
+pub mod subscription;
 pub mod task;
+pub mod upcast;
 
 pub use identity::{IdempotencyKey, IdentityError, Principal, TenantId};
 pub use path::{FilePath, PathError};

@@ -23,6 +23,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok());
         match state.verifier.verify_header(header) {
             Ok(principal) => {
+                state.rate_limits.check(&principal)?;
                 tracing::Span::current().record("principal", principal.subject.as_str());
                 Ok(Caller(principal))
             }

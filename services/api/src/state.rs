@@ -32,4 +32,20 @@ pub struct AppState {
     pub link_secrets: Arc<Vec<String>>,
     /// Per-tenant cache of the ACL read model (see `authz`).
     pub acl: crate::authz::AclCache,
+    /// Per-principal and per-tenant request limits.
+    pub rate_limits: crate::rate_limit::RateLimits,
+    /// Webhook subscriptions: the SSRF switch and the key secrets are derived from.
+    pub webhooks: Arc<WebhookSettings>,
+    /// Turns true when the server stops; long-lived responses (SSE) end on it so that a
+    /// graceful shutdown is not held open by them.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What the subscriptions API needs from the configuration.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// `FE_WEBHOOK_ALLOW_PRIVATE`: admit private and loopback targets (development only).
+    pub allow_private: bool,
+    /// `FE_WEBHOOK_SECRET_KEY`; without it subscriptions cannot be created (503).
+    pub secret_key: Option<platform::webhook::SecretKey>,
 }

@@ -34,6 +34,7 @@ pub enum Role {
     Projector,
     Worker,
     Scanner,
+    Notifier,
 }
 
 impl Platform {
@@ -139,12 +140,18 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
         let rx = rx.clone();
         tasks.spawn(async move { scanner::run(deps, rx).await });
     }
+    if roles.contains(&Role::Notifier) {
+        if let Some(deps) = notifier_deps(platform, &watermark)? {
+            let rx = rx.clone();
+            tasks.spawn(async move { notifier::run(deps, rx).await });
+        }
+    }
     if roles.contains(&Role::Api) {
         let listener = tokio::net::TcpListener::bind(platform.config.http_addr)
             .await
             .context("binding the API address")?;
         http_addr = Some(listener.local_addr()?);
-        let state = api_state(platform, watermark)?;
+        let state = api_state(platform, watermark, rx.clone())?;
         let mut rx = rx.clone();
         let stop = async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -162,7 +169,49 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
     })
 }
 
-fn api_state(platform: &Platform, watermark: ProjectionWatermark) -> anyhow::Result<api::AppState> {
+/// The key webhook secrets are derived from; `None` when `FE_WEBHOOK_SECRET_KEY` is unset.
+fn webhook_key(c: &Config) -> anyhow::Result<Option<platform::webhook::SecretKey>> {
+    c.webhook_secret_key
+        .as_deref()
+        .map(platform::webhook::SecretKey::new)
+        .transpose()
+        .context("FE_WEBHOOK_SECRET_KEY")
+}
+
+/// The notifier's dependencies; `None` (webhooks off, with a warning) without a secret key.
+fn notifier_deps(
+    platform: &Platform,
+    watermark: &ProjectionWatermark,
+) -> anyhow::Result<Option<notifier::NotifierDeps>> {
+    let c = &platform.config;
+    let Some(key) = webhook_key(c)? else {
+        tracing::warn!("notifier: FE_WEBHOOK_SECRET_KEY is not set; webhooks are off");
+        return Ok(None);
+    };
+    let settings = notifier::NotifierSettings {
+        allow_private: c.webhook_allow_private,
+        timeout: std::time::Duration::from_secs(c.webhook_timeout_s.max(1)),
+        concurrency: c.webhook_concurrency.max(1),
+        per_subscription: c.webhook_subscription_concurrency.max(1),
+        give_up: std::time::Duration::from_secs(c.webhook_give_up_s),
+        disable_after: std::time::Duration::from_secs(c.webhook_disable_after_s),
+    };
+    let deps = notifier::NotifierDeps::new(
+        platform.log.clone(),
+        platform.pool.clone(),
+        watermark.clone(),
+        key,
+        settings,
+    )
+    .context("setting up the notifier")?;
+    Ok(Some(deps))
+}
+
+fn api_state(
+    platform: &Platform,
+    watermark: ProjectionWatermark,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<api::AppState> {
     let c = &platform.config;
     let verifier = platform::auth::TokenVerifier::from_settings(&auth_settings(c)?)
         .context("loading JWT keys")?;
@@ -182,7 +231,13 @@ fn api_state(platform: &Platform, watermark: ProjectionWatermark) -> anyhow::Res
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
+        rate_limits: api::rate_limit::RateLimits::new(c.rate_limit_per_min, c.tenant_rate_limit_per_min),
         acl: api::authz::AclCache::default(),
+        webhooks: Arc::new(api::state::WebhookSettings {
+            allow_private: c.webhook_allow_private,
+            secret_key: webhook_key(c)?,
+        }),
+        shutdown,
     })
 }
 

@@ -28,7 +28,9 @@ enum Command {
     Worker,
     /// Stream uploads to clamd and record verdicts.
     Scanner,
-    /// Run api, projector, worker and scanner in one process.
+    /// Deliver events to webhook subscriptions (signed, retried).
+    Notifier,
+    /// Run api, projector, worker, scanner and notifier in one process.
     All,
     /// Apply PostgreSQL migrations and JetStream stream definitions, then exit.
     Migrate,
@@ -78,10 +80,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Projector => run(config, &[Role::Projector]).await,
         Command::Worker => run(config, &[Role::Worker]).await,
         Command::Scanner => run(config, &[Role::Scanner]).await,
+        Command::Notifier => run(config, &[Role::Notifier]).await,
         Command::All => {
             run(
                 config,
-                &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
+                &[
+                    Role::Api,
+                    Role::Projector,
+                    Role::Worker,
+                    Role::Scanner,
+                    Role::Notifier,
+                ],
             )
             .await
         }

@@ -335,6 +335,61 @@ async fn raw_get(app: &TestApp, target: &str, token: &str) -> (u16, String) {
     let mut out = Vec::new();
     sock.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
+}
+
+#[tokio::test]
+async fn a_principal_over_its_rate_limit_gets_429_with_retry_after() {
+    let app = TestApp::spawn_with(
+        &[file_engine::Role::Api, file_engine::Role::Projector],
+        &[("FE_RATE_LIMIT_PER_MIN", "5")],
+    )
+    .await;
+    let t = app.admin("acme");
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let resp = app
+            .request(Method::GET, "/v1/list/", Some(&t))
+            .await
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+            let (_, p) = problem(resp).await;
+            assert_eq!(p["code"], "rate_limited");
+        }
+    }
+    assert_eq!(statuses[..5], [StatusCode::OK; 5]);
+    assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+    // Another principal of the tenant is not held back by the first one's limit.
+    let other = app.token("ops", "acme", &["admin"]);
+    let resp = app
+        .request(Method::GET, "/v1/list/", Some(&other))
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Health checks are never limited.
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }

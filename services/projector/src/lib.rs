@@ -11,8 +11,10 @@
 //! JetStream timestamp), never from the clock, so a replay produces identical rows.
 
 mod acl;
+pub mod audit;
 mod catalogue;
 mod runner;
+mod subscriptions;
 mod tasks;
 
 pub use runner::{apply_commit, replay, run, ProjectorError};

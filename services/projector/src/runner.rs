@@ -161,8 +161,13 @@ async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
+    // Every commit of every aggregate type is audited.
+    crate::audit::apply_commit(tx, commit).await?;
     if commit.aggregate_type == "acl" {
         return crate::acl::apply_commit(tx, commit).await;
+    }
+    if commit.aggregate_type == "subscription" {
+        return crate::subscriptions::apply_commit(tx, commit).await;
     }
     if commit.aggregate_type != "task" {
         // Other aggregates (e.g. subscriptions) have their own projections; unknown types are
@@ -170,11 +175,18 @@ async fn apply_events(
         return Ok(());
     }
     for stored in &commit.events {
-        let event: events::task::TaskEvent = serde_json::from_value(stored.payload.clone())
-            .map_err(|e| ProjectorError::Corrupt {
-                seq: commit.stream_seq,
-                reason: e.to_string(),
-            })?;
+        let corrupt = |reason: String| ProjectorError::Corrupt {
+            seq: commit.stream_seq,
+            reason,
+        };
+        let payload = events::upcast::upcast(
+            &stored.event_type,
+            &stored.event_version,
+            stored.payload.clone(),
+        )
+        .map_err(|e| corrupt(e.to_string()))?;
+        let event: events::task::TaskEvent =
+            serde_json::from_value(payload).map_err(|e| corrupt(e.to_string()))?;
         crate::tasks::apply(tx, commit, &event).await?;
         crate::catalogue::apply(tx, commit, &event).await?;
     }
@@ -186,7 +198,7 @@ async fn apply_events(
 /// makes a running one and the replay exclusive).
 pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, ProjectorError> {
     let leader = acquire_leadership(pool).await?;
-    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, projection_checkpoints")
+    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, audit_events, audit_heads, projection_checkpoints")
         .execute(pool)
         .await?;
     let last = last_stream_seq(js).await?;

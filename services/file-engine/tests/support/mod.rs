@@ -47,6 +47,8 @@ pub fn config_for(
         ("FE_JWT_ISSUER", TEST_ISSUER.to_owned()),
         ("FE_JWT_AUDIENCE", TEST_AUDIENCE.to_owned()),
         ("FE_LOG_LEVEL", "warn".to_owned()),
+        // Scenario tests send many requests per principal; the limiter has its own test.
+        ("FE_RATE_LIMIT_PER_MIN", "1000000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
