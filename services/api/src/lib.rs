@@ -50,7 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(routes::audit::query))
         .route("/v1/audit/export", get(routes::audit::export::export))
         .route("/v1/audit/verify", get(routes::audit::verify))
-        .route("/v1/files/{*path}", get(files::download::get_file).put(files::upload::put_file))
+        .route(
+            "/v1/files/{*path}",
+            get(files::download::get_file).put(files::upload::put_file),
+        )
         .route("/v1/links", post(files::links::create_link))
         .route("/v1/links/{token}", get(files::links::follow_link))
         .route(
@@ -67,7 +70,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/events", get(routes::event_stream::stream))
         .route("/v1/dead-letters", get(routes::dead_letters::list))
-        .route("/v1/dead-letters/{task_id}/retry", post(routes::dead_letters::retry))
+        .route(
+            "/v1/dead-letters/{task_id}/retry",
+            post(routes::dead_letters::retry),
+        )
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))

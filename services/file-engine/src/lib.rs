@@ -231,7 +231,10 @@ fn api_state(
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
-        rate_limits: api::rate_limit::RateLimits::new(c.rate_limit_per_min, c.tenant_rate_limit_per_min),
+        rate_limits: api::rate_limit::RateLimits::new(
+            c.rate_limit_per_min,
+            c.tenant_rate_limit_per_min,
+        ),
         acl: api::authz::AclCache::default(),
         webhooks: Arc::new(api::state::WebhookSettings {
             allow_private: c.webhook_allow_private,

@@ -441,7 +441,10 @@ async fn conditional_and_idempotent_uploads() {
 async fn upload_needs_write_and_download_and_links_need_read() {
     let app = TestApp::spawn_with_scanner(&[]).await;
     let admin = app.admin("acme");
-    for (subject, perms) in [("user:ann", json!(["write"])), ("user:rob", json!(["read"]))] {
+    for (subject, perms) in [
+        ("user:ann", json!(["write"])),
+        ("user:rob", json!(["read"])),
+    ] {
         let resp = app
             .request(Method::POST, "/v1/acl/rules", Some(&admin))
             .await
@@ -453,19 +456,48 @@ async fn upload_needs_write_and_download_and_links_need_read() {
     }
     let ann = app.token("ann", "acme", &[]);
     let rob = app.token("rob", "acme", &[]);
-    let task = app.upload_and_wait(&ann, "/inbox/a.pdf", pdf("from ann")).await;
+    let task = app
+        .upload_and_wait(&ann, "/inbox/a.pdf", pdf("from ann"))
+        .await;
     assert_eq!(task["status"], "succeeded", "{task}");
-    assert_eq!(code(app.upload(&rob, "/inbox/b.pdf", pdf("x"), &[]).await).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(code(app.upload(&ann, "/elsewhere.pdf", pdf("x"), &[]).await).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        code(app.upload(&rob, "/inbox/b.pdf", pdf("x"), &[]).await)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        code(app.upload(&ann, "/elsewhere.pdf", pdf("x"), &[]).await)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
 
-    assert_eq!(get(&app, &rob, "/v1/files/inbox/a.pdf", &[]).await.status(), StatusCode::OK);
-    assert_eq!(code(get(&app, &ann, "/v1/files/inbox/a.pdf", &[]).await).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&app, &rob, "/v1/files/inbox/a.pdf", &[]).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        code(get(&app, &ann, "/v1/files/inbox/a.pdf", &[]).await)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
     let link = |token: String| {
-        let rb = app.http.post(app.url("/v1/links")).bearer_auth(token).json(&json!({"path": "/inbox/a.pdf"}));
+        let rb = app
+            .http
+            .post(app.url("/v1/links"))
+            .bearer_auth(token)
+            .json(&json!({"path": "/inbox/a.pdf"}));
         async move { rb.send().await.unwrap().status() }
     };
     assert_eq!(link(rob.clone()).await, StatusCode::CREATED);
     assert_eq!(link(ann.clone()).await, StatusCode::FORBIDDEN);
     let other_tenant = app.admin("globex");
-    assert_eq!(code(get(&app, &other_tenant, "/v1/files/inbox/a.pdf", &[]).await).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        code(get(&app, &other_tenant, "/v1/files/inbox/a.pdf", &[]).await)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
 }

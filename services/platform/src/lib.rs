@@ -9,6 +9,8 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod event_log;
+pub mod public_events;
 pub mod storage;
 pub mod streams;
 pub mod telemetry;
+pub mod webhook;

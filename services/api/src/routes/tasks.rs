@@ -173,7 +173,10 @@ async fn from_log(
     if task.status.is_terminal() {
         // A terminal answer promises up-to-date read models (the file is in the catalogue):
         // give the projector a moment to pass the outcome, then answer from it.
-        state.watermark.wait_for(last_seq, std::time::Duration::from_secs(5)).await;
+        state
+            .watermark
+            .wait_for(last_seq, std::time::Duration::from_secs(5))
+            .await;
         if let Some(view) = load_row(state, caller, task_id).await? {
             return Ok(Some(view));
         }

@@ -37,7 +37,11 @@ pub fn report(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
     (p50, p99)
 }
 
-pub async fn run(config: platform::config::Config, which: &[String], quick: bool) -> anyhow::Result<()> {
+pub async fn run(
+    config: platform::config::Config,
+    which: &[String],
+    quick: bool,
+) -> anyhow::Result<()> {
     let nats_url = config.nats_url.clone();
     let all = which.is_empty();
     let wants = |n: &str| all || which.iter().any(|w| w == n);
@@ -48,7 +52,11 @@ pub async fn run(config: platform::config::Config, which: &[String], quick: bool
         log::run(&nats_url, if quick { 200 } else { 2_000 }).await?;
     }
     if wants("upload") {
-        let (large, scan) = if quick { (64 << 20, 16 << 20) } else { (1 << 30, 100 << 20) };
+        let (large, scan) = if quick {
+            (64 << 20, 16 << 20)
+        } else {
+            (1 << 30, 100 << 20)
+        };
         upload::run(config, large, scan).await?;
     }
     Ok(())

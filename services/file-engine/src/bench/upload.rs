@@ -43,7 +43,11 @@ fn chunks(total: u64, seed: u64) -> impl futures::Stream<Item = Result<Vec<u8>, 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
@@ -65,7 +69,11 @@ fn raw_disk_write(dir: &std::path::Path, total: u64, seed: u64) -> anyhow::Resul
 fn token(secret: &str) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({"sub": "bench", "tenant": "bench", "roles": ["admin"], "iss": "fe-bench", "aud": "fe-bench", "exp": now + 3600});
-    Ok(jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))?)
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
 }
 
 pub async fn run(mut config: Config, upload_bytes: u64, scan_bytes: u64) -> anyhow::Result<()> {
@@ -78,9 +86,17 @@ pub async fn run(mut config: Config, upload_bytes: u64, scan_bytes: u64) -> anyh
     config.jwt_audience = Some("fe-bench".into());
     config.http_addr = "127.0.0.1:0".parse()?;
     config.max_upload_bytes = upload_bytes.max(scan_bytes) + 1;
-    let storage_dir = config.storage.strip_prefix("local:").map(std::path::PathBuf::from).context("the upload bench needs local storage")?;
+    let storage_dir = config
+        .storage
+        .strip_prefix("local:")
+        .map(std::path::PathBuf::from)
+        .context("the upload bench needs local storage")?;
     let platform = Platform::connect(config).await?;
-    let services = start(&platform, &[Role::Api, Role::Projector, Role::Worker, Role::Scanner]).await?;
+    let services = start(
+        &platform,
+        &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
+    )
+    .await?;
     let base = format!("http://{}", services.http_addr.context("api address")?);
     let http = reqwest::Client::new();
     let bearer = token(&secret)?;
@@ -99,26 +115,53 @@ pub async fn run(mut config: Config, upload_bytes: u64, scan_bytes: u64) -> anyh
     };
     let started = Instant::now();
     let resp = http
-        .put(format!("{base}/v1/files/bench/large-{}.pdf", uuid::Uuid::now_v7()))
+        .put(format!(
+            "{base}/v1/files/bench/large-{}.pdf",
+            uuid::Uuid::now_v7()
+        ))
         .bearer_auth(&bearer)
         .body(reqwest::Body::wrap_stream(chunks(upload_bytes, 1)))
         .send()
         .await?;
     let took = started.elapsed();
     sampler.abort();
-    anyhow::ensure!(resp.status().as_u16() == 202, "upload answered {}", resp.status());
-    let growth = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(rss_before);
+    anyhow::ensure!(
+        resp.status().as_u16() == 202,
+        "upload answered {}",
+        resp.status()
+    );
+    let growth = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(rss_before);
     let mib = upload_bytes as f64 / (1024.0 * 1024.0);
-    println!("upload {mib:.0} MiB via API: {:.2?} ({:.0} MiB/s); raw write+fsync: {:.2?} ({:.0} MiB/s)", took, mib / took.as_secs_f64(), raw, mib / raw.as_secs_f64());
-    println!("  ratio api/raw time: {:.2}x; RSS growth while streaming: {:.1} MiB (target < 64 MiB: {})", took.as_secs_f64() / raw.as_secs_f64(), growth as f64 / 1048576.0, if growth < 64 << 20 { "met" } else { "MISSED" });
+    println!(
+        "upload {mib:.0} MiB via API: {:.2?} ({:.0} MiB/s); raw write+fsync: {:.2?} ({:.0} MiB/s)",
+        took,
+        mib / took.as_secs_f64(),
+        raw,
+        mib / raw.as_secs_f64()
+    );
+    println!(
+        "  ratio api/raw time: {:.2}x; RSS growth while streaming: {:.1} MiB (target < 64 MiB: {})",
+        took.as_secs_f64() / raw.as_secs_f64(),
+        growth as f64 / 1048576.0,
+        if growth < 64 << 20 { "met" } else { "MISSED" }
+    );
 
     scan_overhead(&platform, &http, &base, &bearer, scan_bytes).await?;
     services.shutdown().await;
     Ok(())
 }
 
-async fn scan_overhead(platform: &Platform, http: &reqwest::Client, base: &str, bearer: &str, bytes: u64) -> anyhow::Result<()> {
-    let clamd = scanner::ClamdClient::new(platform.config.clamd_addr.clone(), Duration::from_secs(300));
+async fn scan_overhead(
+    platform: &Platform,
+    http: &reqwest::Client,
+    base: &str,
+    bearer: &str,
+    bytes: u64,
+) -> anyhow::Result<()> {
+    let clamd =
+        scanner::ClamdClient::new(platform.config.clamd_addr.clone(), Duration::from_secs(300));
     let mut data = Vec::with_capacity(bytes as usize);
     let mut stream = Box::pin(chunks(bytes, 2));
     while let Some(chunk) = stream.next().await {
@@ -127,14 +170,31 @@ async fn scan_overhead(platform: &Platform, http: &reqwest::Client, base: &str, 
     let started = Instant::now();
     let verdict = clamd.scan(&data[..]).await?;
     let direct = started.elapsed();
-    anyhow::ensure!(matches!(verdict, scanner::Verdict::Clean), "the bench bytes were not clean");
+    anyhow::ensure!(
+        matches!(verdict, scanner::Verdict::Clean),
+        "the bench bytes were not clean"
+    );
 
-    let resp = http.put(format!("{base}/v1/files/bench/scan-{}.pdf", uuid::Uuid::now_v7())).bearer_auth(bearer).body(data).send().await?;
+    let resp = http
+        .put(format!(
+            "{base}/v1/files/bench/scan-{}.pdf",
+            uuid::Uuid::now_v7()
+        ))
+        .bearer_auth(bearer)
+        .body(data)
+        .send()
+        .await?;
     let accepted = Instant::now();
     let body: serde_json::Value = resp.json().await?;
     let task = body["task_id"].as_str().context("task id")?.to_owned();
     loop {
-        let t: serde_json::Value = http.get(format!("{base}/v1/tasks/{task}?wait=30")).bearer_auth(bearer).send().await?.json().await?;
+        let t: serde_json::Value = http
+            .get(format!("{base}/v1/tasks/{task}?wait=30"))
+            .bearer_auth(bearer)
+            .send()
+            .await?
+            .json()
+            .await?;
         match t["status"].as_str() {
             Some("succeeded") => break,
             Some("failed" | "dead_lettered") => anyhow::bail!("scan bench task ended {t}"),
@@ -143,6 +203,11 @@ async fn scan_overhead(platform: &Platform, http: &reqwest::Client, base: &str, 
     }
     let pipeline = accepted.elapsed();
     let mib = bytes as f64 / 1048576.0;
-    println!("scan {mib:.0} MiB: accepted→available {:.2?}; direct clamd INSTREAM {:.2?}; ratio {:.2}x", pipeline, direct, pipeline.as_secs_f64() / direct.as_secs_f64());
+    println!(
+        "scan {mib:.0} MiB: accepted→available {:.2?}; direct clamd INSTREAM {:.2?}; ratio {:.2}x",
+        pipeline,
+        direct,
+        pipeline.as_secs_f64() / direct.as_secs_f64()
+    );
     Ok(())
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Sets up and runs the full test suite: formatting, clippy (warnings are errors), then every
+# test of the workspace (cargo-nextest when installed, else cargo test; doc tests too).
+#
+# Tests start their own nats-server and clamd on free ports and create a fresh database per
+# test on the PostgreSQL server of FE_TEST_DATABASE_URL, so nothing here is shared with a
+# running dev platform. Environment (all optional):
+#   FE_TEST_DATABASE_URL  default postgres://postgres@127.0.0.1:5432/postgres (started or
+#                         installed when local and not answering)
+#   FE_TEST_NATS_SERVER   default .tools/venv/bin/nats-server (2.15.1); to run the suite
+#                         against Debian's 2.9 server: FE_TEST_NATS_SERVER=/usr/sbin/nats-server deploy/dev/test.sh
+#   FE_TEST_CLAMD         default clamd on PATH, else /usr/sbin/clamd
+#   FE_TEST_TIMEOUT       limit for the test step as a whole (default 45m); each test is also
+#                         stopped after 4 minutes (deploy/dev/nextest.toml)
+# Extra arguments go to the test runner, e.g. `deploy/dev/test.sh -p events` (doc tests are then
+# skipped).
+# Exits non-zero when any step fails; every check runs even after an earlier one failed.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$FE_ROOT"
+trap step_summary EXIT
+
+timed "set-up" fe_setup
+export FE_TEST_DATABASE_URL=${FE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+timed "postgres" ensure_postgres "$FE_TEST_DATABASE_URL"
+export FE_TEST_NATS_SERVER=${FE_TEST_NATS_SERVER:-$FE_NATS_BIN}
+export FE_TEST_CLAMD=${FE_TEST_CLAMD:-$(command -v clamd || echo /usr/sbin/clamd)}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+log "database server $(pg_redact "$FE_TEST_DATABASE_URL"), $("$FE_TEST_NATS_SERVER" --version), $("$FE_TEST_CLAMD" --version)"
+
+# The whole workspace, or what the arguments select (the root manifest is virtual: a bare
+# filter still covers every member).
+selection=("$@")
+((${#selection[@]} > 0)) || selection=(--workspace)
+
+# A backstop for the test step as a whole, so a hang ends with a report well inside CI's limit
+# (--foreground: Ctrl-C still reaches the test runner).
+step_timeout=${FE_TEST_TIMEOUT:-45m}
+
+failed=0
+check "cargo fmt --check" cargo fmt --all -- --check || failed=1
+check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings || failed=1
+if command -v cargo-nextest >/dev/null; then
+    # Per-test time limits (deploy/dev/nextest.toml) unless the repository configures its own.
+    check "cargo nextest run" timeout --foreground --kill-after=60 "$step_timeout" \
+        cargo nextest run --no-fail-fast --tool-config-file "file-engine:$FE_ROOT/deploy/dev/nextest.toml" \
+        "${selection[@]}" || failed=1
+    # nextest does not run doc tests; a filtered run (arguments given) skips them.
+    if (($# == 0)); then
+        check "cargo test --doc" cargo test --workspace --doc || failed=1
+    fi
+else
+    check "cargo test" timeout --foreground --kill-after=60 "$step_timeout" \
+        cargo test --no-fail-fast "${selection[@]}" || failed=1
+fi
+exit "$failed"

@@ -1,0 +1,263 @@
+//! `GET /v1/events`: the tenant's public events as Server-Sent Events, live, filtered to what
+//! the caller may `list`, resumable with `Last-Event-ID`.
+//!
+//! Each connection reads the log through its own ordered JetStream consumer filtered on
+//! `fe.ev.<caller's tenant>.>`: from the start of the live tail without `Last-Event-ID`, else
+//! from the sequence after it. The log is the only source, so replay and live delivery are
+//! one ordered pass over the same messages: no gap and no duplicate at the seam. Frames are
+//! `id: <seq>`, `event: <short type>`, `data: <CloudEvent JSON>`; all events of one commit
+//! share its `seq`, so a client resuming after `seq` gets the next commit.
+//!
+//! Before a commit is shown, the connection waits (bounded) until the projection has passed
+//! it: read models then already reflect what the event says (a `file.available` can be
+//! downloaded at once), task paths are known, and ACL changes are in force. An event is shown
+//! when the caller may `list` (or `read`) every path it names: its subject and, for moves
+//! and copies, the target; one naming no known path is shown to admins only.
+//!
+//! Back-pressure: at most [`BUFFER`] frames wait for a client; a client that takes none for
+//! [`SLOW_CLIENT`] is disconnected (it resumes with `Last-Event-ID`) rather than buffered
+//! without limit. A comment is sent every [`KEEP_ALIVE`] so proxies keep idle streams open.
+//! The stream ends at server shutdown, and on a log or database error (the client resumes).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use events::acl::Access;
+use events::public::is_public;
+use events::Principal;
+use futures::StreamExt;
+use platform::event_log::{event_types, LoggedCommit};
+use platform::public_events::{public_events, PublicEvent};
+use platform::streams::EVENTS_STREAM;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::authz::Decider;
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::AppState;
+
+/// Frames buffered per connection.
+pub const BUFFER: usize = 64;
+/// How long a full buffer may wait for the client before it is disconnected.
+pub const SLOW_CLIENT: Duration = Duration::from_secs(10);
+/// Interval of keep-alive comments.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a commit waits for the projection before it is shown anyway.
+const PROJECTION_WAIT: Duration = Duration::from_secs(10);
+
+/// Stream the tenant's events.
+#[utoipa::path(get, path = "/v1/events", tag = "notifications",
+    params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this log sequence")),
+    responses((status = 200, content_type = "text/event-stream",
+               description = "frames `id: <seq>`, `event: <short type>`, `data: <CloudEvent JSON>`"),
+              (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = last_event_id(&headers)?;
+    let messages = subscribe(&state, &caller, after).await?;
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(pump(state, caller, messages, tx));
+    let frames = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
+    let sse = Sse::new(frames).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"));
+    let mut response = sse.into_response();
+    // Reverse proxies (nginx) must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The `Last-Event-ID` header as a log sequence (absent or empty = live only).
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = value.to_str().map(str::trim).unwrap_or("-");
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad_id());
+    }
+    text.parse::<u64>().map(Some).map_err(|_| bad_id())
+}
+
+fn bad_id() -> ApiError {
+    ApiError::BadRequest("Last-Event-ID must be a log sequence (a non-negative integer)".into())
+}
+
+/// An ordered consumer on the caller's tenant, after `after` or from now on.
+async fn subscribe(
+    state: &AppState,
+    caller: &Principal,
+    after: Option<u64>,
+) -> Result<pull::Ordered, ApiError> {
+    let deliver_policy = match after {
+        Some(seq) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq.checked_add(1).ok_or_else(bad_id)?,
+        },
+        None => DeliverPolicy::New,
+    };
+    let stream = state
+        .log
+        .jetstream()
+        .get_stream_no_info(EVENTS_STREAM)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("fe.ev.{}.>", caller.tenant.as_str()),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    consumer.messages().await.map_err(ApiError::unavailable)
+}
+
+/// Counts open streams in `fe_sse_connections` for as long as it lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!("fe_sse_connections").increment(1.0);
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("fe_sse_connections").decrement(1.0);
+    }
+}
+
+/// Moves commits from the log to the client until it leaves, is too slow, the server shuts
+/// down, or the log fails.
+async fn pump(
+    state: AppState,
+    caller: Principal,
+    mut messages: pull::Ordered,
+    tx: mpsc::Sender<Event>,
+) {
+    let _connected = Connected::new();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let next = tokio::select! {
+            next = messages.next() => next,
+            _ = tx.closed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "sse: reading the log failed; closing the stream");
+                return;
+            }
+            None => return,
+        };
+        let wanted = event_types(message.headers.as_ref())
+            .into_iter()
+            .any(is_public);
+        if !wanted {
+            continue;
+        }
+        let commit = match LoggedCommit::from_message(&message) {
+            Ok(commit) if commit.tenant == caller.tenant => commit,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "sse: unreadable commit skipped");
+                continue;
+            }
+        };
+        if send_commit(&state, &caller, &commit, &tx).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a stream stops while sending.
+struct Stop;
+
+async fn send_commit(
+    state: &AppState,
+    caller: &Principal,
+    commit: &LoggedCommit,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), Stop> {
+    state
+        .watermark
+        .wait_for(commit.stream_seq, PROJECTION_WAIT)
+        .await;
+    let events = public_events(&state.pool, commit).await.map_err(|e| {
+        tracing::warn!(error = %e, "sse: reading task paths failed; closing the stream");
+        Stop
+    })?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let decider = Decider::load(state, caller).await.map_err(|_| Stop)?;
+    for event in events.iter().filter(|e| visible(&decider, caller, e)) {
+        let Some(frame) = frame(commit.stream_seq, event) else {
+            continue;
+        };
+        if tx.send_timeout(frame, SLOW_CLIENT).await.is_err() {
+            metrics::counter!("fe_sse_disconnects_total", "reason" => "slow_or_gone").increment(1);
+            return Err(Stop);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the caller may see the event: every path it names must be listable.
+fn visible(decider: &Decider<'_>, caller: &Principal, event: &PublicEvent) -> bool {
+    if caller.is_admin() {
+        return true;
+    }
+    !event.paths.is_empty()
+        && event
+            .paths
+            .iter()
+            .all(|p| decider.allows(Access::ListEntry(p)))
+}
+
+fn frame(seq: u64, event: &PublicEvent) -> Option<Event> {
+    let data = serde_json::to_string(&event.event).ok()?;
+    Some(
+        Event::default()
+            .id(seq.to_string())
+            .event(event.short_type.as_str())
+            .data(data),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("last-event-id", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn last_event_id_is_a_sequence() {
+        assert_eq!(last_event_id(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(last_event_id(&headers("")).unwrap(), None);
+        assert_eq!(last_event_id(&headers("42")).unwrap(), Some(42));
+        for bad in ["-1", "1.5", "abc", "99999999999999999999999", "+3"] {
+            assert!(last_event_id(&headers(bad)).is_err(), "{bad}");
+        }
+    }
+}
