@@ -94,6 +94,8 @@ async fn service_users_of_nats_accounts_conf_cannot_tamper_with_the_log() {
         ("FE_NATS_API_PASSWORD", "api-pw"),
         ("FE_NATS_WORKER_PASSWORD", "worker-pw"),
         ("FE_NATS_PROJECTOR_PASSWORD", "projector-pw"),
+        ("FE_NATS_SCANNER_PASSWORD", "scanner-pw"),
+        ("FE_NATS_NOTIFIER_PASSWORD", "notifier-pw"),
         ("FE_NATS_SYS_PASSWORD", "sys-pw"),
     ];
     let server = NatsServer::start_with_config(&accounts, &env)
