@@ -42,14 +42,15 @@ failed=0
 check "cargo fmt --check" cargo fmt --all -- --check || failed=1
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings || failed=1
 if command -v cargo-nextest >/dev/null; then
+    # nextest does not run doc tests; a filtered run (arguments given) skips them. They run
+    # first so that the test runner's last words are nextest's summary of the whole suite.
+    if (($# == 0)); then
+        check "cargo test --doc" cargo test --workspace --doc || failed=1
+    fi
     # Per-test time limits (deploy/dev/nextest.toml) unless the repository configures its own.
     check "cargo nextest run" timeout --foreground --kill-after=60 "$step_timeout" \
         cargo nextest run --no-fail-fast --tool-config-file "file-engine:$FE_ROOT/deploy/dev/nextest.toml" \
         "${selection[@]}" || failed=1
-    # nextest does not run doc tests; a filtered run (arguments given) skips them.
-    if (($# == 0)); then
-        check "cargo test --doc" cargo test --workspace --doc || failed=1
-    fi
 else
     check "cargo test" timeout --foreground --kill-after=60 "$step_timeout" \
         cargo test --no-fail-fast "${selection[@]}" || failed=1
