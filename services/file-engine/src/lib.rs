@@ -51,9 +51,15 @@ impl Platform {
         let settings = streams::StreamSettings {
             replicas: config.nats_replicas,
         };
-        streams::ensure_event_stream(&js, &settings)
-            .await
-            .context("applying the event stream definition")?;
+        // Service users may not change streams (nats/accounts.conf): when the stream is already
+        // as declared (applied by `file-engine migrate` as ops) it is only verified; a fresh
+        // or outdated environment gets it applied.
+        if let Err(e) = streams::verify_event_stream(&js, &settings).await {
+            tracing::info!(reason = %e, "applying the event stream definition");
+            streams::ensure_event_stream(&js, &settings)
+                .await
+                .context("applying the event stream definition")?;
+        }
         let pool = platform::db::connect(config.require_database_url()?)
             .await
             .context("connecting to PostgreSQL")?;
