@@ -97,6 +97,13 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         traceparent,
     };
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), route = %req.uri().path());
+    // Exported spans join the caller's trace; an invalid header starts a new trace.
+    if let Some(incoming) = incoming_trace
+        .as_deref()
+        .filter(|t| trace_id_of(t).is_some())
+    {
+        platform::telemetry::set_parent_from_traceparent(&span, incoming);
+    }
     let mut response = CONTEXT
         .scope(ctx, tracing::Instrument::instrument(next.run(req), span))
         .await;

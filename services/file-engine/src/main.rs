@@ -74,7 +74,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env().context("reading configuration")?;
-    platform::telemetry::init_logging(&config.log_level);
+    // Held to the end of `main`: dropping it flushes the spans still queued for export.
+    let _telemetry = platform::telemetry::init(&config.log_level, config.otlp_endpoint.as_deref());
     match cli.command {
         Command::Api => run(config, &[Role::Api]).await,
         Command::Projector => run(config, &[Role::Projector]).await,
@@ -151,9 +152,6 @@ async fn audit_verify(config: Config, tenant: Option<String>) -> anyhow::Result<
 }
 
 async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
-    if config.otlp_endpoint.is_some() {
-        tracing::warn!("FE_OTLP_ENDPOINT is set but trace export is not built into this version; traceparent is still propagated through events");
-    }
     let platform = Platform::connect(config).await?;
     let mut services = start(&platform, roles).await?;
     if let Some(addr) = services.http_addr {
