@@ -43,6 +43,21 @@ pub async fn apply(
             delete_subtree(tx, tenant, to).await?;
             copy_subtree(tx, tenant, from, to, commit).await?;
         }
+        // A failed upload (timeout, promotion refused) leaves no `scanning` placeholder behind;
+        // a quarantined one keeps its `quarantined` entry.
+        TaskEvent::TaskFailed { .. } | TaskEvent::TaskDeadLettered { .. } => {
+            let task_id = crate::tasks::task_uuid(commit)?;
+            sqlx::query(
+                "DELETE FROM entries e USING tasks t
+                 WHERE t.tenant = $1 AND t.task_id = $2 AND t.op = 'upload'
+                   AND e.tenant = t.tenant AND e.path = t.spec->>'path'
+                   AND e.version = t.spec->>'upload_id' AND e.status = 'scanning'",
+            )
+            .bind(tenant)
+            .bind(task_id)
+            .execute(&mut **tx)
+            .await?;
+        }
         TaskEvent::FileUploaded { upload } => {
             upload_placeholder(tx, tenant, upload, commit).await?
         }

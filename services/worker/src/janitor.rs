@@ -1,7 +1,9 @@
 //! The staging janitor: removes staged upload bytes that no open task will ever use (an
 //! upload interrupted by a crash, a promotion that failed), and fails upload tasks whose
-//! staged bytes vanished, so no task waits forever. Runs in every worker; the work is
-//! idempotent, so replicas may overlap.
+//! staged bytes vanished, so no task waits forever. An upload that could not be scanned for
+//! [`UPLOAD_GIVE_UP`] (clamd down for a day) fails with `timeout` and its bytes are removed:
+//! it is never released unscanned, and it does not stay `scanning` for ever either. Runs in
+//! every worker; the work is idempotent, so replicas may overlap.
 
 use std::time::Duration;
 
@@ -15,11 +17,16 @@ use crate::run::WorkerDeps;
 /// Staged data younger than this is left alone: an upload may still be streaming in.
 pub const STAGING_GRACE: Duration = Duration::from_secs(3600);
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// How long an upload may wait for its scan before it fails with `timeout`.
+pub const UPLOAD_GIVE_UP: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn run(deps: WorkerDeps, mut shutdown: watch::Receiver<bool>) {
     loop {
         if let Err(e) = sweep(&deps, STAGING_GRACE).await {
             tracing::warn!(error = %e, "janitor: sweep failed");
+        }
+        if let Err(e) = give_up_unscanned(&deps, UPLOAD_GIVE_UP).await {
+            tracing::warn!(error = %e, "janitor: giving up stale uploads failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -114,4 +121,52 @@ async fn fail_orphaned_upload(
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Fails uploads still waiting for their scan after `max_age` with `timeout` and removes
+/// their staged bytes; returns how many were given up.
+pub async fn give_up_unscanned(deps: &WorkerDeps, max_age: Duration) -> Result<usize, String> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default();
+    let stale: Vec<(String, uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT tenant, task_id, spec->>'upload_id' FROM tasks
+         WHERE op = 'upload' AND status = 'pending' AND created_at <= $1",
+    )
+    .bind(cutoff)
+    .fetch_all(&deps.pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut given_up = 0;
+    for (tenant, task_id, upload_id) in stale {
+        let (Ok(tenant), Ok(upload_id)) = (
+            events::TenantId::parse(&tenant),
+            uuid::Uuid::parse_str(&upload_id),
+        ) else {
+            continue;
+        };
+        let failure = TaskFailure::new("timeout", "the upload could not be scanned in time");
+        let id = aggregate_id(&tenant, &task_id.to_string());
+        match deps
+            .log
+            .execute::<Task>(
+                &id,
+                TaskCommand::Fail { error: failure },
+                &(),
+                Default::default(),
+            )
+            .await
+        {
+            Ok(_)
+            | Err(platform::event_log::ExecuteError::Domain(
+                events::task::TaskError::AlreadyTerminal,
+            )) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        deps.storage
+            .discard_staged(&tenant, upload_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        metrics::counter!("fe_uploads_given_up_total").increment(1);
+        given_up += 1;
+    }
+    Ok(given_up)
 }
