@@ -52,10 +52,12 @@ if [[ ! -s $private_key ]]; then
     rm -f "$public_key"
 fi
 [[ -s $public_key ]] || openssl pkey -in "$private_key" -pubout -out "$public_key"
-if [[ ! -s $FE_DATA/link-secret ]]; then
-    (umask 077 && openssl rand -hex 32 >"$FE_DATA/link-secret")
-fi
-chmod 600 "$private_key" "$FE_DATA/link-secret"
+for secret in link-secret webhook-secret-key; do
+    if [[ ! -s $FE_DATA/$secret ]]; then
+        (umask 077 && openssl rand -hex 32 >"$FE_DATA/$secret")
+    fi
+done
+chmod 600 "$private_key" "$FE_DATA/link-secret" "$FE_DATA/webhook-secret-key"
 
 export FE_HTTP_ADDR=${FE_HTTP_ADDR:-127.0.0.1:8080}
 export FE_STORAGE=${FE_STORAGE:-local:$FE_DATA/storage}
@@ -63,7 +65,8 @@ export FE_JWT_PUBLIC_KEYS=${FE_JWT_PUBLIC_KEYS:-$public_key}
 export FE_JWT_ISSUER=${FE_JWT_ISSUER:-file-engine-dev}
 export FE_JWT_AUDIENCE=${FE_JWT_AUDIENCE:-file-engine}
 FE_LINK_SECRET=${FE_LINK_SECRET:-$(<"$FE_DATA/link-secret")}
-export FE_LINK_SECRET
+FE_WEBHOOK_SECRET_KEY=${FE_WEBHOOK_SECRET_KEY:-$(<"$FE_DATA/webhook-secret-key")}
+export FE_LINK_SECRET FE_WEBHOOK_SECRET_KEY
 
 if ((infra_only)); then
     log "dependencies are up; environment for file-engine (secrets not shown):"
@@ -73,6 +76,8 @@ if ((infra_only)); then
     done
     # shellcheck disable=SC2016 # the $(cat …) is for the reader's shell
     printf 'export FE_LINK_SECRET="$(cat %q)"\n' "$FE_DATA/link-secret"
+    # shellcheck disable=SC2016
+    printf 'export FE_WEBHOOK_SECRET_KEY="$(cat %q)"\n' "$FE_DATA/webhook-secret-key"
     exit 0
 fi
 
