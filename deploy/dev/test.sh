@@ -39,6 +39,7 @@ selection=("$@")
 step_timeout=${FE_TEST_TIMEOUT:-45m}
 
 failed=0
+check "deploy manifests" deploy/k8s/validate.sh || failed=1
 check "cargo fmt --check" cargo fmt --all -- --check || failed=1
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings || failed=1
 if command -v cargo-nextest >/dev/null; then

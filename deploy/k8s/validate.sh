@@ -31,3 +31,16 @@ if bad:
     print("\n".join(bad)); sys.exit(1)
 print("manifests: security rules hold")
 PY
+# Alert rules parse, and each names a runbook section that exists.
+"$venv/bin/python" - "$root" <<'PY'
+import json, re, sys, yaml
+root = sys.argv[1]
+runbooks = open(root + "/deploy/RUNBOOKS.md").read()
+anchors = {re.sub(r"[^a-z0-9-]", "", h.strip().lower().replace(" ", "-")) for h in re.findall(r"^## (.+)$", runbooks, re.M)}
+rules = yaml.safe_load(open(root + "/deploy/prometheus/file-engine-rules.yaml"))
+bad = [r["alert"] for g in rules["groups"] for r in g["rules"] if r["annotations"]["runbook"].split("#")[1] not in anchors]
+json.load(open(root + "/deploy/grafana/file-engine.json"))
+if bad:
+    print("alerts without a runbook section:", bad); sys.exit(1)
+print("alert rules and dashboard parse; every alert has a runbook")
+PY

@@ -96,6 +96,11 @@ async fn follow(
         let commit =
             LoggedCommit::from_message(&message).map_err(|e| ProjectorError::Log(e.to_string()))?;
         apply_commit(pool, &commit).await?;
+        // Commits still ahead of the read models: the projection lag operators alert on.
+        if let Ok(info) = message.info() {
+            metrics::gauge!("fe_projector_lag_commits").set(info.pending as f64);
+        }
+        metrics::gauge!("fe_projector_checkpoint").set(commit.stream_seq as f64);
     }
 }
 
