@@ -34,6 +34,9 @@ pub struct AppState {
     pub acl: crate::authz::AclCache,
     /// Per-principal and per-tenant request limits.
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// Slots for open event streams (`FE_SSE_MAX_CONNECTIONS` per API process): each open
+    /// `GET /v1/events` holds one, so idle streams cannot exhaust the process.
+    pub sse_slots: Arc<tokio::sync::Semaphore>,
     /// Webhook subscriptions: the SSRF switch and the key secrets are derived from.
     pub webhooks: Arc<WebhookSettings>,
     /// Turns true when the server stops; long-lived responses (SSE) end on it so that a

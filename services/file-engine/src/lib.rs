@@ -241,6 +241,7 @@ fn api_state(
             c.rate_limit_per_min,
             c.tenant_rate_limit_per_min,
         ),
+        sse_slots: Arc::new(tokio::sync::Semaphore::new(c.sse_max_connections.max(1))),
         acl: api::authz::AclCache::default(),
         webhooks: Arc::new(api::state::WebhookSettings {
             allow_private: c.webhook_allow_private,

@@ -393,3 +393,36 @@ async fn a_principal_over_its_rate_limit_gets_429_with_retry_after() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn event_streams_beyond_the_per_process_cap_get_503_and_slots_are_freed() {
+    let app = TestApp::spawn_with(
+        &[file_engine::Role::Api, file_engine::Role::Projector],
+        &[("FE_SSE_MAX_CONNECTIONS", "1")],
+    )
+    .await;
+    let t = app.admin("acme");
+    let open = || app.request(Method::GET, "/v1/events", Some(&t));
+    let first = open().await.send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open().await.send().await.unwrap();
+    let (status, p) = problem(second).await;
+    assert_eq!(
+        (status, p["code"].as_str().unwrap()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    drop(first);
+    support::eventually(
+        "the slot to be freed",
+        std::time::Duration::from_secs(30),
+        || async {
+            open()
+                .await
+                .send()
+                .await
+                .map(|r| r.status() == StatusCode::OK)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+}

@@ -65,9 +65,16 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let after = last_event_id(&headers)?;
+    let slot =
+        state.sse_slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable("too many open event streams on this server".into())
+        })?;
     let messages = subscribe(&state, &caller, after).await?;
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(pump(state, caller, messages, tx));
+    tokio::spawn(async move {
+        pump(state, caller, messages, tx).await;
+        drop(slot);
+    });
     let frames = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
     let sse = Sse::new(frames).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"));
     let mut response = sse.into_response();
