@@ -117,18 +117,8 @@ impl EventLog {
         subject: &str,
         until: u64,
     ) -> Result<Vec<LoggedCommit>, EventLogError> {
-        let nats =
-            |e: &dyn std::fmt::Display| EventLogError::Nats(format!("reading {subject}: {e}"));
-        let stream = self.stream().await?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: subject.to_string(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats(&e))?;
-        let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        let nats = |e: &dyn std::fmt::Display| reading_error(subject, e);
+        let mut messages = self.subject_messages(subject).await?;
         let mut commits = Vec::new();
         while let Some(msg) = messages.next().await {
             let msg = msg.map_err(|e| nats(&e))?;
@@ -142,6 +132,26 @@ impl EventLog {
             }
         }
         Err(nats(&"consumer ended early"))
+    }
+
+    /// Every message on `subject` from its first, in order, through an ordered consumer.
+    async fn subject_messages(
+        &self,
+        subject: &str,
+    ) -> Result<async_nats::jetstream::consumer::pull::Ordered, EventLogError> {
+        let stream = self.stream().await?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: subject.to_string(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| reading_error(subject, &e))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| reading_error(subject, &e))
     }
 
     /// The last commit on `subject`, or `None` if the subject is empty.
@@ -232,18 +242,8 @@ impl EventLog {
         subject: &str,
         until: u64,
     ) -> Result<Vec<RawCommit>, EventLogError> {
-        let nats =
-            |e: &dyn std::fmt::Display| EventLogError::Nats(format!("reading {subject}: {e}"));
-        let stream = self.stream().await?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: subject.to_string(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats(&e))?;
-        let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        let nats = |e: &dyn std::fmt::Display| reading_error(subject, e);
+        let mut messages = self.subject_messages(subject).await?;
         let mut commits = Vec::new();
         while let Some(msg) = messages.next().await {
             let msg = msg.map_err(|e| nats(&e))?;
@@ -259,6 +259,10 @@ impl EventLog {
         }
         Err(nats(&"consumer ended early"))
     }
+}
+
+fn reading_error(subject: &str, e: &dyn std::fmt::Display) -> EventLogError {
+    EventLogError::Nats(format!("reading {subject}: {e}"))
 }
 
 /// The aggregate's events must run 1, 2, 3, ... across its commits.
