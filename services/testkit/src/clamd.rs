@@ -52,27 +52,14 @@ impl Clamd {
         }
         std::fs::write(dir.path().join("db/test.hdb"), EICAR_SIGNATURE)
             .context("writing clamd's signature database")?;
-        let mut clamd = Clamd {
+        let clamd = Clamd {
             addr: String::new(),
             port: 0,
             child: None,
             dir,
             binary: clamd_binary(),
         };
-        // A free port can be taken by someone else between probing and binding: try a few.
-        let mut last_error = None;
-        for _ in 0..3 {
-            clamd.port = free_port()?;
-            clamd.addr = format!("127.0.0.1:{}", clamd.port);
-            match clamd.spawn_and_wait().await {
-                Ok(()) => return Ok(clamd),
-                Err(error) => {
-                    clamd.stop().await;
-                    last_error = Some(error);
-                }
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("clamd did not start")))
+        crate::process::start_on_a_free_port(clamd, "clamd").await
     }
 
     /// Kills clamd (SIGKILL) and waits for it to exit: the scanner sees it vanish.
@@ -166,6 +153,21 @@ impl Clamd {
     }
 }
 
+impl crate::process::Spawned for Clamd {
+    fn use_port(&mut self, port: u16) {
+        self.port = port;
+        self.addr = format!("127.0.0.1:{port}");
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        Clamd::spawn_and_wait(self).await
+    }
+
+    async fn stop(&mut self) {
+        Clamd::stop(self).await
+    }
+}
+
 impl Drop for Clamd {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -202,11 +204,6 @@ async fn ping(addr: &str) -> bool {
         tokio::time::timeout(PING_TIMEOUT, exchange).await,
         Ok(Ok(reply)) if reply.strip_suffix(b"\0") == Some(b"PONG")
     )
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]

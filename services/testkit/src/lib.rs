@@ -8,3 +8,4 @@ pub mod clamd;
 pub mod jwt;
 pub mod nats;
 pub mod postgres;
+mod process;

@@ -92,7 +92,7 @@ impl NatsServer {
         let binary = nats_server_binary();
         let version = server_version(&binary).await?;
         let scratch = TempDir::new().context("creating a scratch directory for nats-server")?;
-        let mut server = NatsServer {
+        let server = NatsServer {
             url: String::new(),
             port: 0,
             child: None,
@@ -103,20 +103,7 @@ impl NatsServer {
             extra_config,
             env,
         };
-        // A free port can be taken by someone else between probing and binding: try a few.
-        let mut last_error = None;
-        for _ in 0..3 {
-            server.port = free_port()?;
-            server.url = format!("nats://127.0.0.1:{}", server.port);
-            match server.spawn_and_wait().await {
-                Ok(()) => return Ok(server),
-                Err(error) => {
-                    server.stop().await;
-                    last_error = Some(error);
-                }
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+        crate::process::start_on_a_free_port(server, "nats-server").await
     }
 
     /// Kills the server with SIGKILL and waits for it to exit (a crash, not a shutdown).
@@ -248,6 +235,21 @@ impl NatsServer {
     }
 }
 
+impl crate::process::Spawned for NatsServer {
+    fn use_port(&mut self, port: u16) {
+        self.port = port;
+        self.url = format!("nats://127.0.0.1:{port}");
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        NatsServer::spawn_and_wait(self).await
+    }
+
+    async fn stop(&mut self) {
+        NatsServer::stop(self).await
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -303,11 +305,6 @@ fn supports_sync_always(version: &str) -> bool {
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     (major, minor) >= (2, 10)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The last lines of the server's log, for error messages.
