@@ -66,6 +66,27 @@ pub struct Config {
     /// A subscription whose deliveries have failed without a success for this long is
     /// disabled (`FE_WEBHOOK_DISABLE_AFTER_S`, default 86400).
     pub webhook_disable_after_s: u64,
+    /// Partitions of the log by tenant, each projected by one consumer
+    /// (`FE_PARTITIONS`, default 8).
+    pub partitions: u32,
+    /// Effects in flight per tenant per worker process (`FE_WORKER_TENANT_CONCURRENCY`;
+    /// default: half of `FE_WORKER_CONCURRENCY`, at least 1, so one tenant can never take every
+    /// slot of a worker).
+    pub worker_tenant_concurrency: usize,
+    /// SIGTERM → exit deadline (`FE_SHUTDOWN_TIMEOUT_S`, default 25, under Kubernetes' 30).
+    pub shutdown_timeout_s: u64,
+    /// `/metrics`, `/healthz`, `/readyz` listener of the non-API roles (`FE_OPS_ADDR`; unset =
+    /// the role's default port, see the README).
+    pub ops_addr: Option<SocketAddr>,
+    /// Default per-tenant quota in logical bytes (`FE_TENANT_QUOTA_BYTES`, default 100 GiB).
+    pub tenant_quota_bytes: u64,
+    /// Default per-tenant quota in files (`FE_TENANT_QUOTA_FILES`, default 1,000,000).
+    pub tenant_quota_files: u64,
+    /// How long replaced versions keep their bytes (`FE_VERSION_RETENTION_DAYS`, default 30;
+    /// live links extend it).
+    pub version_retention_days: u64,
+    /// S3 endpoint override for S3-compatible servers (`FE_S3_ENDPOINT`; unset = AWS).
+    pub s3_endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -81,6 +102,8 @@ impl std::fmt::Debug for Config {
             .field("jwt_dev_hs256", &self.jwt_dev_hs256_secret.is_some())
             .field("link_secrets", &self.link_secrets.len())
             .field("webhook_secret_key", &self.webhook_secret_key.is_some())
+            .field("partitions", &self.partitions)
+            .field("shutdown_timeout_s", &self.shutdown_timeout_s)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +119,8 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let worker_concurrency: usize = parse(&get, "FE_WORKER_CONCURRENCY", "8")?;
+        let default_tenant_share = (worker_concurrency / 2).max(1).to_string();
         Ok(Self {
             http_addr: parse(&get, "FE_HTTP_ADDR", "127.0.0.1:8080")?,
             nats_url: get("FE_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -115,13 +140,13 @@ impl Config {
                     .as_deref()
                     .unwrap_or(DEFAULT_ALLOWED_TYPES),
             ),
-            rate_limit_per_min: parse(&get, "FE_RATE_LIMIT_PER_MIN", "600")?,
-            tenant_rate_limit_per_min: parse(&get, "FE_TENANT_RATE_LIMIT_PER_MIN", "6000")?,
+            rate_limit_per_min: parse(&get, "FE_RATE_LIMIT_PER_MIN", "6000")?,
+            tenant_rate_limit_per_min: parse(&get, "FE_TENANT_RATE_LIMIT_PER_MIN", "60000")?,
             sse_max_connections: parse(&get, "FE_SSE_MAX_CONNECTIONS", "1000")?,
             cors_origins: list(get("FE_CORS_ORIGINS").as_deref().unwrap_or("")),
             log_level: get("FE_LOG_LEVEL").unwrap_or_else(|| "info".into()),
             otlp_endpoint: get("FE_OTLP_ENDPOINT"),
-            worker_concurrency: parse(&get, "FE_WORKER_CONCURRENCY", "8")?,
+            worker_concurrency,
             worker_ack_wait_s: parse(&get, "FE_WORKER_ACK_WAIT_S", "60")?,
             scanner_concurrency: parse(&get, "FE_SCANNER_CONCURRENCY", "4")?,
             scan_timeout_s: parse(&get, "FE_SCAN_TIMEOUT_S", "300")?,
@@ -137,6 +162,25 @@ impl Config {
             )?,
             webhook_give_up_s: parse(&get, "FE_WEBHOOK_GIVE_UP_S", "86400")?,
             webhook_disable_after_s: parse(&get, "FE_WEBHOOK_DISABLE_AFTER_S", "86400")?,
+            partitions: parse_range(&get, "FE_PARTITIONS", "8", 1..=1024)?,
+            worker_tenant_concurrency: parse(
+                &get,
+                "FE_WORKER_TENANT_CONCURRENCY",
+                &default_tenant_share,
+            )?,
+            shutdown_timeout_s: parse(&get, "FE_SHUTDOWN_TIMEOUT_S", "25")?,
+            ops_addr: get("FE_OPS_ADDR")
+                .map(|v| {
+                    v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                        var: "FE_OPS_ADDR",
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?,
+            tenant_quota_bytes: parse(&get, "FE_TENANT_QUOTA_BYTES", "107374182400")?,
+            tenant_quota_files: parse(&get, "FE_TENANT_QUOTA_FILES", "1000000")?,
+            version_retention_days: parse(&get, "FE_VERSION_RETENTION_DAYS", "30")?,
+            s3_endpoint: get("FE_S3_ENDPOINT"),
         })
     }
 
@@ -160,6 +204,27 @@ where
         var,
         reason: e.to_string(),
     })
+}
+
+fn parse_range<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value: T = parse(get, var, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            var,
+            reason: format!("{value} is outside {}..={}", range.start(), range.end()),
+        })
+    }
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -189,7 +254,11 @@ mod tests {
         assert_eq!(c.storage, "local:./data");
         assert_eq!(c.jwt_leeway_s, 30);
         assert_eq!(c.max_upload_bytes, 104_857_600);
-        assert_eq!(c.rate_limit_per_min, 600);
+        assert_eq!(c.rate_limit_per_min, 6000);
+        assert_eq!(c.tenant_rate_limit_per_min, 60000);
+        assert_eq!(c.partitions, 8);
+        assert_eq!(c.worker_tenant_concurrency, 4);
+        assert_eq!(c.shutdown_timeout_s, 25);
         assert_eq!(c.worker_concurrency, 8);
         assert!(c.cors_origins.is_empty());
         assert!(!c.webhook_allow_private);
@@ -206,6 +275,14 @@ mod tests {
     fn invalid_values_name_the_variable() {
         let err = Config::from_map(&map(&[("FE_WORKER_CONCURRENCY", "many")])).unwrap_err();
         assert!(err.to_string().contains("FE_WORKER_CONCURRENCY"));
+    }
+
+    #[test]
+    fn partitions_out_of_range_are_refused() {
+        for bad in ["0", "1025", "-1", "eight"] {
+            let err = Config::from_map(&map(&[("FE_PARTITIONS", bad)])).unwrap_err();
+            assert!(err.to_string().contains("FE_PARTITIONS"), "{bad}");
+        }
     }
 
     #[test]
