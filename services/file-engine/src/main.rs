@@ -3,9 +3,9 @@
 //! comes from the `FE_*` environment variables (see the README).
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use file_engine::{start, Platform, Role};
-use platform::config::Config;
+use platform::config::{Config, ConfigArgs};
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +16,8 @@ use platform::config::Config;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Subcommand)]
@@ -72,8 +74,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = Config::from_env().context("reading configuration")?;
+    // The `FE_*` variables become options in front of the command line (blank = unset), so an
+    // explicit flag wins and `--help` shows every variable with its default.
+    let env = std::env::vars().collect();
+    let (cmd, argv) = platform::config::with_env_args(Cli::command(), &env, std::env::args_os());
+    let cli = Cli::from_arg_matches(&cmd.get_matches_from(argv)).unwrap_or_else(|e| e.exit());
+    let config = Config::from_args(cli.config).context("reading configuration")?;
     // Held to the end of `main`: dropping it flushes the spans still queued for export.
     let _telemetry = platform::telemetry::init(&config.log_level, config.otlp_endpoint.as_deref());
     match cli.command {

@@ -1,6 +1,7 @@
 //! Configuration from the `FE_*` environment variables of API.md, with their documented
-//! defaults. Parsing is separate from reading the environment so that it can be tested with a
-//! plain map. Values that are secrets (link secrets, dev HS256 secret) are never printed:
+//! defaults, parsed by clap (`ConfigArgs`: one option per variable, so `file-engine --help`
+//! lists them all). Parsing is separate from reading the environment so that it can be tested
+//! with a plain map. Values that are secrets (link secrets, dev HS256 secret) are never printed:
 //! `Debug` redacts them.
 
 use std::collections::HashMap;
@@ -11,8 +12,15 @@ use std::path::PathBuf;
 pub enum ConfigError {
     #[error("{var} is required")]
     Missing { var: &'static str },
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
+    /// A value clap refused; the message names the option and its variable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<clap::Error> for ConfigError {
+    fn from(e: clap::Error) -> Self {
+        Self::Invalid(e.render().to_string().trim().to_owned())
+    }
 }
 
 /// The upload types accepted when `FE_ALLOWED_TYPES` is unset: documents, images and archives
@@ -108,79 +116,357 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The `FE_*` variables as clap arguments: each is a long option named after its variable and
+/// read from that variable, so `file-engine --help` lists every variable with its default.
+/// Values are parsed and range-checked by clap; [`Config::from_args`] derives the rest.
+/// Secret-bearing variables hide their values from `--help`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    next_help_heading = "Configuration (FE_* environment variables; a flag overrides its variable)"
+)]
+pub struct ConfigArgs {
+    /// API listen address.
+    #[arg(
+        long,
+        env = "FE_HTTP_ADDR",
+        value_name = "FE_HTTP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_addr: SocketAddr,
+    /// JetStream server(s), comma-separated.
+    #[arg(
+        long,
+        env = "FE_NATS_URL",
+        value_name = "FE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// Replicas of the event stream (3 in a cluster).
+    #[arg(
+        long,
+        env = "FE_NATS_REPLICAS",
+        value_name = "FE_NATS_REPLICAS",
+        default_value = "1"
+    )]
+    pub nats_replicas: usize,
+    /// PostgreSQL URL of the read models (required by every role).
+    #[arg(
+        long,
+        env = "FE_DATABASE_URL",
+        value_name = "FE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// `local:<dir>` or `s3://<bucket>[/prefix]`.
+    #[arg(
+        long,
+        env = "FE_STORAGE",
+        value_name = "FE_STORAGE",
+        default_value = "local:./data"
+    )]
+    pub storage: String,
+    /// PEM public key(s) or a JWKS file verifying tokens (required by the API).
+    #[arg(long, env = "FE_JWT_PUBLIC_KEYS", value_name = "FE_JWT_PUBLIC_KEYS")]
+    pub jwt_public_keys: Option<PathBuf>,
+    /// Required `iss` of tokens (required by the API).
+    #[arg(long, env = "FE_JWT_ISSUER", value_name = "FE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens (required by the API).
+    #[arg(long, env = "FE_JWT_AUDIENCE", value_name = "FE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed for `exp`/`nbf`, seconds.
+    #[arg(
+        long,
+        env = "FE_JWT_LEEWAY_S",
+        value_name = "FE_JWT_LEEWAY_S",
+        default_value = "30"
+    )]
+    pub jwt_leeway_s: u64,
+    /// Development only: accept HS256 tokens with this secret.
+    #[arg(
+        long,
+        env = "FE_JWT_DEV_HS256_SECRET",
+        value_name = "FE_JWT_DEV_HS256_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_dev_hs256_secret: Option<String>,
+    /// clamd TCP address.
+    #[arg(
+        long,
+        env = "FE_CLAMD_ADDR",
+        value_name = "FE_CLAMD_ADDR",
+        default_value = "127.0.0.1:3310"
+    )]
+    pub clamd_addr: String,
+    /// Upload size limit, bytes.
+    #[arg(
+        long,
+        env = "FE_MAX_UPLOAD_BYTES",
+        value_name = "FE_MAX_UPLOAD_BYTES",
+        default_value = "104857600"
+    )]
+    pub max_upload_bytes: u64,
+    /// JSON body limit of commands and admin requests, bytes.
+    #[arg(
+        long,
+        env = "FE_MAX_COMMAND_BYTES",
+        value_name = "FE_MAX_COMMAND_BYTES",
+        default_value = "65536"
+    )]
+    pub max_command_bytes: usize,
+    /// MIME types accepted on upload, comma-separated (default: documents, images, archives).
+    #[arg(long, env = "FE_ALLOWED_TYPES", value_name = "FE_ALLOWED_TYPES", default_value = DEFAULT_ALLOWED_TYPES, hide_default_value = true)]
+    pub allowed_types: String,
+    /// Per-principal requests per minute (0 = off).
+    #[arg(
+        long,
+        env = "FE_RATE_LIMIT_PER_MIN",
+        value_name = "FE_RATE_LIMIT_PER_MIN",
+        default_value = "6000"
+    )]
+    pub rate_limit_per_min: u32,
+    /// Per-tenant requests per minute (0 = off).
+    #[arg(
+        long,
+        env = "FE_TENANT_RATE_LIMIT_PER_MIN",
+        value_name = "FE_TENANT_RATE_LIMIT_PER_MIN",
+        default_value = "60000"
+    )]
+    pub tenant_rate_limit_per_min: u32,
+    /// Open `GET /v1/events` streams per API process.
+    #[arg(
+        long,
+        env = "FE_SSE_MAX_CONNECTIONS",
+        value_name = "FE_SSE_MAX_CONNECTIONS",
+        default_value = "1000"
+    )]
+    pub sse_max_connections: usize,
+    /// Allowed CORS origins, comma-separated (empty = no CORS).
+    #[arg(
+        long,
+        env = "FE_CORS_ORIGINS",
+        value_name = "FE_CORS_ORIGINS",
+        default_value = ""
+    )]
+    pub cors_origins: String,
+    /// Log level / `tracing` filter.
+    #[arg(
+        long,
+        env = "FE_LOG_LEVEL",
+        value_name = "FE_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// OpenTelemetry collector base URL (unset = no export).
+    #[arg(long, env = "FE_OTLP_ENDPOINT", value_name = "FE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Effects in flight per worker process.
+    #[arg(
+        long,
+        env = "FE_WORKER_CONCURRENCY",
+        value_name = "FE_WORKER_CONCURRENCY",
+        default_value = "8"
+    )]
+    pub worker_concurrency: usize,
+    /// Redelivery timeout of a task, seconds.
+    #[arg(
+        long,
+        env = "FE_WORKER_ACK_WAIT_S",
+        value_name = "FE_WORKER_ACK_WAIT_S",
+        default_value = "60"
+    )]
+    pub worker_ack_wait_s: u64,
+    /// Scans in flight per scanner process.
+    #[arg(
+        long,
+        env = "FE_SCANNER_CONCURRENCY",
+        value_name = "FE_SCANNER_CONCURRENCY",
+        default_value = "4"
+    )]
+    pub scanner_concurrency: usize,
+    /// Whole-scan timeout, seconds.
+    #[arg(
+        long,
+        env = "FE_SCAN_TIMEOUT_S",
+        value_name = "FE_SCAN_TIMEOUT_S",
+        default_value = "300"
+    )]
+    pub scan_timeout_s: u64,
+    /// Key(s) for signed links, comma-separated, newest first (unset = links disabled).
+    #[arg(
+        long,
+        env = "FE_LINK_SECRET",
+        value_name = "FE_LINK_SECRET",
+        hide_env_values = true
+    )]
+    pub link_secret: Option<String>,
+    /// Allow webhook targets on private/loopback addresses.
+    #[arg(long, env = "FE_WEBHOOK_ALLOW_PRIVATE", value_name = "FE_WEBHOOK_ALLOW_PRIVATE", default_value = "false", action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+    /// Key the per-subscription signing secrets are derived from (unset = webhooks off).
+    #[arg(
+        long,
+        env = "FE_WEBHOOK_SECRET_KEY",
+        value_name = "FE_WEBHOOK_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub webhook_secret_key: Option<String>,
+    /// Per-delivery timeout, seconds.
+    #[arg(
+        long,
+        env = "FE_WEBHOOK_TIMEOUT_S",
+        value_name = "FE_WEBHOOK_TIMEOUT_S",
+        default_value = "10"
+    )]
+    pub webhook_timeout_s: u64,
+    /// Deliveries in flight per notifier process.
+    #[arg(
+        long,
+        env = "FE_WEBHOOK_CONCURRENCY",
+        value_name = "FE_WEBHOOK_CONCURRENCY",
+        default_value = "32"
+    )]
+    pub webhook_concurrency: usize,
+    /// Deliveries in flight per subscription per notifier process.
+    #[arg(
+        long,
+        env = "FE_WEBHOOK_SUBSCRIPTION_CONCURRENCY",
+        value_name = "FE_WEBHOOK_SUBSCRIPTION_CONCURRENCY",
+        default_value = "4"
+    )]
+    pub webhook_subscription_concurrency: usize,
+    /// A delivery is dead this long after it was queued, seconds.
+    #[arg(
+        long,
+        env = "FE_WEBHOOK_GIVE_UP_S",
+        value_name = "FE_WEBHOOK_GIVE_UP_S",
+        default_value = "86400"
+    )]
+    pub webhook_give_up_s: u64,
+    /// A subscription failing this long is disabled, seconds.
+    #[arg(
+        long,
+        env = "FE_WEBHOOK_DISABLE_AFTER_S",
+        value_name = "FE_WEBHOOK_DISABLE_AFTER_S",
+        default_value = "86400"
+    )]
+    pub webhook_disable_after_s: u64,
+    /// Partitions of the log by tenant (1-1024).
+    #[arg(long, env = "FE_PARTITIONS", value_name = "FE_PARTITIONS", default_value = "8", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
+    /// Effects in flight per tenant per worker process (default: half of FE_WORKER_CONCURRENCY, at least 1).
+    #[arg(
+        long,
+        env = "FE_WORKER_TENANT_CONCURRENCY",
+        value_name = "FE_WORKER_TENANT_CONCURRENCY"
+    )]
+    pub worker_tenant_concurrency: Option<usize>,
+    /// SIGTERM to exit deadline, seconds.
+    #[arg(
+        long,
+        env = "FE_SHUTDOWN_TIMEOUT_S",
+        value_name = "FE_SHUTDOWN_TIMEOUT_S",
+        default_value = "25"
+    )]
+    pub shutdown_timeout_s: u64,
+    /// `/metrics`, `/healthz`, `/readyz` listener of the non-API roles (default: the role's port, see the README).
+    #[arg(long, env = "FE_OPS_ADDR", value_name = "FE_OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
+    /// Default per-tenant quota, logical bytes.
+    #[arg(
+        long,
+        env = "FE_TENANT_QUOTA_BYTES",
+        value_name = "FE_TENANT_QUOTA_BYTES",
+        default_value = "107374182400"
+    )]
+    pub tenant_quota_bytes: u64,
+    /// Default per-tenant quota, files.
+    #[arg(
+        long,
+        env = "FE_TENANT_QUOTA_FILES",
+        value_name = "FE_TENANT_QUOTA_FILES",
+        default_value = "1000000"
+    )]
+    pub tenant_quota_files: u64,
+    /// How long replaced versions keep their bytes, days.
+    #[arg(
+        long,
+        env = "FE_VERSION_RETENTION_DAYS",
+        value_name = "FE_VERSION_RETENTION_DAYS",
+        default_value = "30"
+    )]
+    pub version_retention_days: u64,
+    /// Endpoint of an S3-compatible server (unset = AWS).
+    #[arg(long, env = "FE_S3_ENDPOINT", value_name = "FE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+}
+
 impl Config {
+    /// Reads the process environment (the same parser as [`Config::from_map`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_map(&std::env::vars().collect())
     }
 
+    /// Parses the `FE_*` variables of `env` only (never the process environment), with the
+    /// same clap parser the binary uses.
     pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            env.get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let worker_concurrency: usize = parse(&get, "FE_WORKER_CONCURRENCY", "8")?;
-        let default_tenant_share = (worker_concurrency / 2).max(1).to_string();
+        use clap::{Args as _, FromArgMatches as _};
+        let cmd = clap::Command::new("file-engine").no_binary_name(true);
+        let (cmd, argv) = with_env_args(ConfigArgs::augment_args(cmd), env, std::iter::empty());
+        // Only `env` counts: the process environment is not read.
+        let matches = cmd
+            .mut_args(|a| a.env(None))
+            .try_get_matches_from(argv)
+            .map_err(ConfigError::from)?;
+        Self::from_args(ConfigArgs::from_arg_matches(&matches).map_err(ConfigError::from)?)
+    }
+
+    /// The configuration from parsed arguments.
+    pub fn from_args(a: ConfigArgs) -> Result<Self, ConfigError> {
+        let worker_tenant_concurrency = a
+            .worker_tenant_concurrency
+            .unwrap_or((a.worker_concurrency / 2).max(1));
         Ok(Self {
-            http_addr: parse(&get, "FE_HTTP_ADDR", "127.0.0.1:8080")?,
-            nats_url: get("FE_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-            nats_replicas: parse(&get, "FE_NATS_REPLICAS", "1")?,
-            database_url: get("FE_DATABASE_URL"),
-            storage: get("FE_STORAGE").unwrap_or_else(|| "local:./data".into()),
-            jwt_public_keys: get("FE_JWT_PUBLIC_KEYS").map(PathBuf::from),
-            jwt_issuer: get("FE_JWT_ISSUER"),
-            jwt_audience: get("FE_JWT_AUDIENCE"),
-            jwt_leeway_s: parse(&get, "FE_JWT_LEEWAY_S", "30")?,
-            jwt_dev_hs256_secret: get("FE_JWT_DEV_HS256_SECRET"),
-            clamd_addr: get("FE_CLAMD_ADDR").unwrap_or_else(|| "127.0.0.1:3310".into()),
-            max_upload_bytes: parse(&get, "FE_MAX_UPLOAD_BYTES", "104857600")?,
-            max_command_bytes: parse(&get, "FE_MAX_COMMAND_BYTES", "65536")?,
-            allowed_types: list(
-                get("FE_ALLOWED_TYPES")
-                    .as_deref()
-                    .unwrap_or(DEFAULT_ALLOWED_TYPES),
-            ),
-            rate_limit_per_min: parse(&get, "FE_RATE_LIMIT_PER_MIN", "6000")?,
-            tenant_rate_limit_per_min: parse(&get, "FE_TENANT_RATE_LIMIT_PER_MIN", "60000")?,
-            sse_max_connections: parse(&get, "FE_SSE_MAX_CONNECTIONS", "1000")?,
-            cors_origins: list(get("FE_CORS_ORIGINS").as_deref().unwrap_or("")),
-            log_level: get("FE_LOG_LEVEL").unwrap_or_else(|| "info".into()),
-            otlp_endpoint: get("FE_OTLP_ENDPOINT"),
-            worker_concurrency,
-            worker_ack_wait_s: parse(&get, "FE_WORKER_ACK_WAIT_S", "60")?,
-            scanner_concurrency: parse(&get, "FE_SCANNER_CONCURRENCY", "4")?,
-            scan_timeout_s: parse(&get, "FE_SCAN_TIMEOUT_S", "300")?,
-            link_secrets: list(get("FE_LINK_SECRET").as_deref().unwrap_or("")),
-            webhook_allow_private: parse(&get, "FE_WEBHOOK_ALLOW_PRIVATE", "false")?,
-            webhook_secret_key: get("FE_WEBHOOK_SECRET_KEY"),
-            webhook_timeout_s: parse(&get, "FE_WEBHOOK_TIMEOUT_S", "10")?,
-            webhook_concurrency: parse(&get, "FE_WEBHOOK_CONCURRENCY", "32")?,
-            webhook_subscription_concurrency: parse(
-                &get,
-                "FE_WEBHOOK_SUBSCRIPTION_CONCURRENCY",
-                "4",
-            )?,
-            webhook_give_up_s: parse(&get, "FE_WEBHOOK_GIVE_UP_S", "86400")?,
-            webhook_disable_after_s: parse(&get, "FE_WEBHOOK_DISABLE_AFTER_S", "86400")?,
-            partitions: parse_range(&get, "FE_PARTITIONS", "8", 1..=1024)?,
-            worker_tenant_concurrency: parse(
-                &get,
-                "FE_WORKER_TENANT_CONCURRENCY",
-                &default_tenant_share,
-            )?,
-            shutdown_timeout_s: parse(&get, "FE_SHUTDOWN_TIMEOUT_S", "25")?,
-            ops_addr: get("FE_OPS_ADDR")
-                .map(|v| {
-                    v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                        var: "FE_OPS_ADDR",
-                        reason: e.to_string(),
-                    })
-                })
-                .transpose()?,
-            tenant_quota_bytes: parse(&get, "FE_TENANT_QUOTA_BYTES", "107374182400")?,
-            tenant_quota_files: parse(&get, "FE_TENANT_QUOTA_FILES", "1000000")?,
-            version_retention_days: parse(&get, "FE_VERSION_RETENTION_DAYS", "30")?,
-            s3_endpoint: get("FE_S3_ENDPOINT"),
+            http_addr: a.http_addr,
+            nats_url: a.nats_url,
+            nats_replicas: a.nats_replicas,
+            database_url: a.database_url,
+            storage: a.storage,
+            jwt_public_keys: a.jwt_public_keys,
+            jwt_issuer: a.jwt_issuer,
+            jwt_audience: a.jwt_audience,
+            jwt_leeway_s: a.jwt_leeway_s,
+            jwt_dev_hs256_secret: a.jwt_dev_hs256_secret,
+            clamd_addr: a.clamd_addr,
+            max_upload_bytes: a.max_upload_bytes,
+            max_command_bytes: a.max_command_bytes,
+            allowed_types: list(&a.allowed_types),
+            rate_limit_per_min: a.rate_limit_per_min,
+            tenant_rate_limit_per_min: a.tenant_rate_limit_per_min,
+            sse_max_connections: a.sse_max_connections,
+            cors_origins: list(&a.cors_origins),
+            log_level: a.log_level,
+            otlp_endpoint: a.otlp_endpoint,
+            worker_concurrency: a.worker_concurrency,
+            worker_ack_wait_s: a.worker_ack_wait_s,
+            scanner_concurrency: a.scanner_concurrency,
+            scan_timeout_s: a.scan_timeout_s,
+            link_secrets: list(a.link_secret.as_deref().unwrap_or("")),
+            webhook_allow_private: a.webhook_allow_private,
+            webhook_secret_key: a.webhook_secret_key,
+            webhook_timeout_s: a.webhook_timeout_s,
+            webhook_concurrency: a.webhook_concurrency,
+            webhook_subscription_concurrency: a.webhook_subscription_concurrency,
+            webhook_give_up_s: a.webhook_give_up_s,
+            webhook_disable_after_s: a.webhook_disable_after_s,
+            partitions: a.partitions,
+            worker_tenant_concurrency,
+            shutdown_timeout_s: a.shutdown_timeout_s,
+            ops_addr: a.ops_addr,
+            tenant_quota_bytes: a.tenant_quota_bytes,
+            tenant_quota_files: a.tenant_quota_files,
+            version_retention_days: a.version_retention_days,
+            s3_endpoint: a.s3_endpoint,
         })
     }
 
@@ -191,40 +477,41 @@ impl Config {
     }
 }
 
-fn parse<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: &str,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    let raw = get(var).unwrap_or_else(|| default.to_owned());
-    raw.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        var,
-        reason: e.to_string(),
-    })
-}
-
-fn parse_range<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: &str,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-    T::Err: std::fmt::Display,
-{
-    let value: T = parse(get, var, default)?;
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::Invalid {
-            var,
-            reason: format!("{value} is outside {}..={}", range.start(), range.end()),
-        })
+/// Prepares `cmd` (which has [`ConfigArgs`] among its arguments) to be parsed against `env`:
+/// every variable of `env` that is set to a non-blank value becomes `--option=<trimmed value>`
+/// in front of `args` (so an explicit flag later in `args` still wins), and a variable set to a
+/// blank value counts as unset (its default applies), as Kubernetes manifests often leave
+/// optional variables empty. Returns the command and the argument list to parse.
+pub fn with_env_args(
+    cmd: clap::Command,
+    env: &HashMap<String, String>,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> (clap::Command, Vec<std::ffi::OsString>) {
+    let mut args = args.into_iter();
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if !cmd.is_no_binary_name_set() {
+        argv.extend(args.next());
     }
+    let mut blank = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        match var.to_str().and_then(|v| env.get(v)).map(|v| v.trim()) {
+            Some("") => blank.push(arg.get_id().clone()),
+            Some(value) => argv.push(format!("--{long}={value}").into()),
+            None => {}
+        }
+    }
+    argv.extend(args);
+    let cmd = cmd.args_override_self(true).mut_args(|a| {
+        if blank.contains(a.get_id()) {
+            a.env(None)
+        } else {
+            a
+        }
+    });
+    (cmd, argv)
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -283,6 +570,69 @@ mod tests {
             let err = Config::from_map(&map(&[("FE_PARTITIONS", bad)])).unwrap_err();
             assert!(err.to_string().contains("FE_PARTITIONS"), "{bad}");
         }
+    }
+
+    #[test]
+    fn blank_values_count_as_unset_and_values_are_trimmed() {
+        let c = Config::from_map(&map(&[
+            ("FE_PARTITIONS", "  "),
+            ("FE_DATABASE_URL", ""),
+            ("FE_WORKER_CONCURRENCY", " 6 "),
+        ]))
+        .unwrap();
+        assert_eq!(c.partitions, 8);
+        assert!(c.database_url.is_none());
+        assert_eq!(c.worker_concurrency, 6);
+        assert_eq!(c.worker_tenant_concurrency, 3);
+    }
+
+    #[test]
+    fn hostile_values_are_refused_not_truncated() {
+        for (var, bad) in [
+            ("FE_HTTP_ADDR", "0.0.0.0:99999"),
+            ("FE_OPS_ADDR", "../../etc"),
+            ("FE_WEBHOOK_ALLOW_PRIVATE", "yes please"),
+            ("FE_MAX_UPLOAD_BYTES", "184467440737095516150"),
+        ] {
+            let err = Config::from_map(&map(&[(var, bad)])).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}={bad}: {err}");
+        }
+    }
+
+    /// The binary's path: a flag given after the environment wins, and `--help` names every
+    /// variable the config reads with its default, without printing secret values.
+    #[test]
+    fn flags_override_variables_and_help_lists_every_variable() {
+        use clap::{Args as _, FromArgMatches as _};
+        let env = map(&[("FE_PARTITIONS", "16"), ("FE_LINK_SECRET", "s3cr3t-help")]);
+        let cmd = ConfigArgs::augment_args(clap::Command::new("fe"));
+        let (cmd, argv) = with_env_args(cmd, &env, ["fe", "--partitions=32"].map(Into::into));
+        let m = cmd
+            .mut_args(|a| a.env(None))
+            .try_get_matches_from(argv)
+            .unwrap();
+        let c = Config::from_args(ConfigArgs::from_arg_matches(&m).unwrap()).unwrap();
+        assert_eq!(c.partitions, 32);
+        assert_eq!(c.link_secrets, ["s3cr3t-help"]);
+
+        let help = ConfigArgs::augment_args(clap::Command::new("fe"))
+            .render_long_help()
+            .to_string();
+        for var in [
+            "FE_HTTP_ADDR",
+            "FE_DATABASE_URL",
+            "FE_PARTITIONS",
+            "FE_OPS_ADDR",
+            "FE_WEBHOOK_DISABLE_AFTER_S",
+            "FE_S3_ENDPOINT",
+        ] {
+            assert!(
+                help.contains(&format!("[env: {var}")),
+                "{var} missing:\n{help}"
+            );
+        }
+        assert!(help.contains("[default: 127.0.0.1:8080]"));
+        assert!(!help.contains("s3cr3t"));
     }
 
     #[test]
