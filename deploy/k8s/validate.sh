@@ -13,6 +13,7 @@ venv="$root/.tools/venv"
 "$venv/bin/python" - "$here" <<'PY'
 import glob, sys, yaml
 bad = []
+roles = set()
 for path in sorted(glob.glob(sys.argv[1] + "/*.yaml")):
     for doc in yaml.safe_load_all(open(path)):
         if not doc or doc.get("kind") != "Deployment":
@@ -27,9 +28,22 @@ for path in sorted(glob.glob(sys.argv[1] + "/*.yaml")):
             if sc.get("allowPrivilegeEscalation", True): bad.append(f"{name}: privilege escalation allowed")
             if "ALL" not in sc.get("capabilities", {}).get("drop", []): bad.append(f"{name}: capabilities not dropped")
             if "memory" not in c.get("resources", {}).get("limits", {}): bad.append(f"{name}: no memory limit")
+            # Every role is probed and scraped on a port it declares.
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                get = c.get(probe, {}).get("httpGet", {})
+                if get.get("path") != path or get.get("port") not in ports:
+                    bad.append(f"{name}: no {probe} on {path} of a declared port")
+            notes = doc["spec"]["template"]["metadata"].get("annotations", {})
+            if notes.get("prometheus.io/scrape") != "true" or int(notes.get("prometheus.io/port", 0)) not in ports.values():
+                bad.append(f"{name}: not scraped on a declared port")
+            roles.add(c["args"][0])
+missing = {"api", "projector", "worker", "scanner", "notifier"} - roles
+if missing:
+    bad.append(f"no Deployment for {sorted(missing)}")
 if bad:
     print("\n".join(bad)); sys.exit(1)
-print("manifests: security rules hold")
+print("manifests: security rules hold; every role is deployed, probed and scraped")
 PY
 # Alert rules parse, and each names a runbook section that exists.
 "$venv/bin/python" - "$root" <<'PY'

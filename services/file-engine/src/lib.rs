@@ -4,6 +4,7 @@
 //! both start the platform through this module, so tests exercise exactly what ships.
 
 pub mod bench;
+pub mod ops;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +83,9 @@ pub struct Services {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     pub http_addr: Option<SocketAddr>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served apart from the API, if anywhere
+    /// (see [`ops`]).
+    pub ops_addr: Option<SocketAddr>,
 }
 
 impl Services {
@@ -106,6 +110,9 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
+    // Every process records metrics, whichever roles it runs.
+    let metrics = platform::telemetry::metrics_handle();
+    ops::register_metrics(roles);
     let watermark = ProjectionWatermark::start(platform.pool.clone())
         .await
         .context("watching projections")?;
@@ -168,10 +175,47 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             }
         });
     }
+    let ops_addr = match ops::ops_addr(platform.config.ops_addr, roles) {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the ops address {addr} (FE_OPS_ADDR)"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(addr = %local, "ops listening");
+            let c = &platform.config;
+            let readiness = ops::Readiness {
+                nats: platform.nats.clone(),
+                jetstream: platform.log.jetstream().clone(),
+                pool: platform.pool.clone(),
+                clamd: roles.contains(&Role::Scanner).then(|| {
+                    scanner::ClamdClient::new(
+                        c.clamd_addr.clone(),
+                        std::time::Duration::from_secs(2),
+                    )
+                }),
+            };
+            let app = ops::router(readiness, metrics);
+            let mut rx = rx.clone();
+            tasks.spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "ops: server error");
+                }
+            });
+            Some(local)
+        }
+        None => None,
+    };
     Ok(Services {
         shutdown: tx,
         tasks,
         http_addr,
+        ops_addr,
     })
 }
 

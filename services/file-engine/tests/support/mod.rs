@@ -47,6 +47,9 @@ pub fn config_for(
         ("FE_JWT_ISSUER", TEST_ISSUER.to_owned()),
         ("FE_JWT_AUDIENCE", TEST_AUDIENCE.to_owned()),
         ("FE_LOG_LEVEL", "warn".to_owned()),
+        // Roles started without the API open an ops listener: any free port, never the
+        // role's fixed default (tests run in parallel).
+        ("FE_OPS_ADDR", "127.0.0.1:0".to_owned()),
         // Scenario tests send many requests per principal; the limiter has its own test.
         ("FE_RATE_LIMIT_PER_MIN", "1000000".to_owned()),
     ]
