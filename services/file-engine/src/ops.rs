@@ -138,22 +138,44 @@ async fn render_metrics(State(state): State<OpsState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// Starts at zero the counters that alert rules watch with `increase(…)` and the build info
-/// gauge, for the roles of this process (see the metrics table in the README).
+/// Starts at zero the counters that alert rules and dashboard panels watch with `increase(…)`
+/// (so they exist before the first event), and sets the build info gauge, for the roles of
+/// this process (see the metrics table in the README).
 pub fn register_metrics(roles: &[Role]) {
     for role in roles {
         metrics::gauge!("fe_build_info", "role" => role.name(), "version" => env!("CARGO_PKG_VERSION"))
             .set(1.0);
         let counters: &[&'static str] = match role {
-            Role::Api => &["fe_auth_failures_total", "fe_rate_limited_total"],
+            Role::Api => &[
+                "fe_auth_failures_total",
+                "fe_rate_limited_total",
+                "fe_acl_cache_reloads_total",
+                "fe_public_event_errors_total",
+            ],
             Role::Projector => &["fe_projector_errors_total", "fe_projector_commits_total"],
-            Role::Worker => &["fe_tasks_dead_lettered_total", "fe_uploads_given_up_total"],
+            Role::Worker => &[
+                "fe_tasks_dead_lettered_total",
+                "fe_uploads_given_up_total",
+                "fe_staging_removed_total",
+                "fe_worker_unreadable_commits_total",
+            ],
             Role::Scanner => &[
                 "fe_scanner_clamd_unavailable_total",
                 "fe_scan_timeouts_total",
+                "fe_scanner_unreadable_commits_total",
             ],
-            Role::Notifier => &["fe_webhook_dead_total"],
+            Role::Notifier => &[
+                "fe_webhook_dead_total",
+                "fe_webhook_subscriptions_disabled_total",
+                "fe_notifier_unreadable_commits_total",
+                "fe_public_event_errors_total",
+            ],
         };
+        if *role == Role::Api {
+            // True at start: no event stream is open yet.
+            metrics::gauge!("fe_sse_connections").set(0.0);
+            metrics::counter!("fe_sse_disconnects_total", "reason" => "slow_or_gone").increment(0);
+        }
         for name in counters {
             metrics::counter!(*name).increment(0);
         }

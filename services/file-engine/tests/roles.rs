@@ -1,7 +1,7 @@
 //! Every role observable as deployed: each role runs as its own `file-engine <role>` process
 //! (the binary under test, not an in-process start), serves `/healthz`, `/readyz` and
 //! `/metrics` on its ops address, and after real traffic (commands, a scanned upload, a
-//! download, a webhook delivery, a refused token) the union of the scrapes holds every metric
+//! download, a refused upload, an ACL grant, a webhook delivery, a refused token) the union of the scrapes holds every metric
 //! the alert rules and the dashboard query; each role's own alert metrics are on that role's
 //! endpoint, where its pods are scraped.
 
@@ -65,8 +65,15 @@ async fn spawn_role(role: &'static str, env: &HashMap<String, String>) -> RolePr
     let addr = tokio::time::timeout(Duration::from_secs(60), find)
         .await
         .unwrap_or_else(|_| panic!("{role} did not listen within 60 s"));
-    // Keep draining the log so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining the log so the process never blocks on a full pipe; warnings and errors
+    // go to the test's output.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"") {
+                eprintln!("{role}: {line}");
+            }
+        }
+    });
     RoleProcess {
         role,
         addr,
@@ -125,6 +132,30 @@ fn metric_names(expr: &str) -> Vec<String> {
         .filter(|w| w.starts_with("fe_"))
         .map(str::to_owned)
         .collect()
+}
+
+/// The metric names of the README's metrics table.
+fn documented_metrics() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README");
+    let table = readme
+        .split("### Metrics")
+        .nth(1)
+        .expect("a metrics section in the README");
+    table
+        .lines()
+        .take_while(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with("| `fe_"))
+        .flat_map(|l| metric_names(l.split(" | ").next().unwrap()))
+        .collect()
+}
+
+/// A histogram's or summary's base name.
+fn base_name(sample: &str) -> &str {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| sample.strip_suffix(s))
+        .unwrap_or(sample)
 }
 
 /// Names of the samples in a Prometheus text exposition.
@@ -200,6 +231,30 @@ async fn every_role_serves_probes_and_the_metrics_alerts_and_dashboard_use() {
         .await
         .unwrap();
     assert_eq!(download.status(), StatusCode::OK);
+    let html = app
+        .upload(
+            &admin,
+            "/ops/page.html",
+            b"<html><script>x</script></html>".to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(html.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // In another tenant: a second aggregate kind in one tenant trips a log-reading bug
+    // (see the operability report), which is not what this test is about.
+    let grant = app
+        .request(Method::POST, "/v1/acl/rules", Some(&app.admin("globex")))
+        .await
+        .json(&json!({"subject": "user:bob", "path": "/ops", "permissions": ["read"], "effect": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        grant.status(),
+        StatusCode::CREATED,
+        "{}",
+        grant.text().await.unwrap_or_default()
+    );
     let refused = app
         .request(Method::GET, "/v1/stat/ops", Some("not-a-token"))
         .await
@@ -258,6 +313,22 @@ async fn every_role_serves_probes_and_the_metrics_alerts_and_dashboard_use() {
         assert!(
             exposed(&scrapes[role]).contains(metric),
             "{metric} is not on the {role}'s /metrics"
+        );
+    }
+    // The README's table documents every metric served, and each documented metric is read by
+    // an alert or a dashboard panel.
+    let documented = documented_metrics();
+    let used: BTreeSet<String> = wanted.iter().map(|m| base_name(m).to_owned()).collect();
+    for m in &documented {
+        assert!(
+            used.contains(m),
+            "{m} is documented but no alert or panel reads it"
+        );
+    }
+    for sample in scrapes.values().flat_map(|s| exposed(s)) {
+        assert!(
+            documented.contains(base_name(&sample)),
+            "{sample} is served but not in the README's metrics table"
         );
     }
     for role in ROLES {
