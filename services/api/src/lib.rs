@@ -22,8 +22,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -32,52 +31,14 @@ pub use state::{ApiSettings, AppState};
 
 use error::ApiError;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> axum::Router {
     let cors = cors_layer(&state.settings.cors_origins);
-    let api = Router::new()
-        .route("/v1/commands", post(routes::commands::post_command))
-        .route("/v1/tasks/{id}", get(routes::tasks::get_task))
+    // The one route list (`openapi::routes`) serves and documents every operation; the
+    // root of a tenant (`/v1/stat/`, `/v1/list/`) is the same operation with an empty path.
+    let (routes, _) = openapi::routes().split_for_parts();
+    let api = routes
         .route("/v1/stat/", get(routes::reads::stat))
-        .route("/v1/stat/{*path}", get(routes::reads::stat))
         .route("/v1/list/", get(routes::reads::list))
-        .route("/v1/list/{*path}", get(routes::reads::list))
-        .route(
-            "/v1/acl/rules",
-            get(routes::acl::list_rules).post(routes::acl::grant),
-        )
-        .route("/v1/acl/rules/{rule_id}", delete(routes::acl::revoke))
-        .route("/v1/acl/check", get(routes::acl::check))
-        .route("/v1/audit", get(routes::audit::query))
-        .route("/v1/audit/export", get(routes::audit::export::export))
-        .route("/v1/audit/verify", get(routes::audit::verify))
-        .route(
-            "/v1/files/{*path}",
-            get(files::download::get_file).put(files::upload::put_file),
-        )
-        .route("/v1/links", post(files::links::create_link))
-        .route("/v1/links/{token}", get(files::links::follow_link))
-        .route(
-            "/v1/subscriptions",
-            get(routes::subscriptions::list).post(routes::subscriptions::create),
-        )
-        .route(
-            "/v1/subscriptions/{id}",
-            delete(routes::subscriptions::delete),
-        )
-        .route(
-            "/v1/subscriptions/{id}/deliveries",
-            get(routes::subscriptions::deliveries),
-        )
-        .route("/v1/events", get(routes::event_stream::stream))
-        .route("/v1/dead-letters", get(routes::dead_letters::list))
-        .route(
-            "/v1/dead-letters/{task_id}/retry",
-            post(routes::dead_letters::retry),
-        )
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/readyz", get(routes::ops::readyz))
-        .route("/metrics", get(routes::ops::metrics))
-        .route("/openapi.json", get(routes::ops::openapi))
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::BadRequest("method not allowed on this resource".into())

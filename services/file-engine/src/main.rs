@@ -53,6 +53,9 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Print the OpenAPI document the API serves at /openapi.json (for client generators and
+    /// the validator in deploy/dev/test.sh), without connecting to anything.
+    Openapi,
     /// Mint a development token signed with a local private key (never for production).
     DevToken {
         #[arg(long)]
@@ -115,6 +118,10 @@ async fn main() -> anyhow::Result<()> {
         Command::AuditVerify { tenant } => audit_verify(config, tenant).await,
         Command::Bench { sections, quick } => {
             file_engine::bench::run(config, &sections, quick).await
+        }
+        Command::Openapi => {
+            println!("{}", api::openapi::document().to_pretty_json()?);
+            Ok(())
         }
         Command::DevToken {
             private_key,

@@ -28,7 +28,7 @@ pub struct FileRow {
 }
 
 /// Download a file (`Range` supported). `HEAD` answers the same headers without a body.
-#[utoipa::path(get, path = "/v1/files/{path}", tag = "files",
+#[utoipa::path(get, path = "/v1/files/{*path}", tag = "files",
     params(("path" = String, Path, description = "tenant path, each segment percent-encoded"),
            ("Range" = Option<String>, Header, description = "one byte range, e.g. bytes=0-99")),
     responses((status = 200, description = "the file", content_type = "application/octet-stream"),
@@ -59,13 +59,22 @@ pub async fn get_file(
     .await
 }
 
-/// The same as `GET` without a body.
-#[utoipa::path(head, path = "/v1/files/{path}", tag = "files",
+/// The headers `GET` would answer, without a body (errors have no body either).
+#[utoipa::path(head, path = "/v1/files/{*path}", tag = "files",
     params(("path" = String, Path, description = "tenant path, each segment percent-encoded")),
-    responses((status = 200, description = "headers of the file"), (status = 404, description = "no such file"),
+    responses((status = 200, description = "headers of the file"), (status = 304, description = "not modified"),
+              (status = 403, description = "not allowed"), (status = 404, description = "no such file"),
               (status = 409, description = "not available")),
     security(("bearer" = [])))]
-pub async fn head_file() {}
+pub async fn head_file(
+    state: State<AppState>,
+    caller: Caller,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    get_file(state, caller, method, uri, headers).await
+}
 
 pub async fn lookup(
     state: &AppState,

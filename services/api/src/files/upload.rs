@@ -30,7 +30,7 @@ struct Received {
 }
 
 /// Upload a file (streamed). It becomes downloadable after a clean malware scan.
-#[utoipa::path(put, path = "/v1/files/{path}", tag = "files",
+#[utoipa::path(put, path = "/v1/files/{*path}", tag = "files",
     params(("path" = String, Path, description = "tenant path, each segment percent-encoded"),
            ("Idempotency-Key" = Option<String>, Header, description = "same key + same content = same task"),
            ("If-None-Match" = Option<String>, Header, description = "`*`: fail with 409 when the file exists")),

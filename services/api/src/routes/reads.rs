@@ -77,7 +77,7 @@ async fn stat_of(
 }
 
 /// Metadata of one entry.
-#[utoipa::path(get, path = "/v1/stat/{path}", tag = "reads",
+#[utoipa::path(get, path = "/v1/stat/{*path}", tag = "reads",
     params(("path" = String, Path, description = "tenant path, each segment percent-encoded")),
     responses((status = 200, body = Stat), (status = 400, body = crate::error::Problem),
               (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
@@ -97,7 +97,7 @@ pub async fn stat(
 }
 
 /// Entries of a directory (`/v1/list/` is the root).
-#[utoipa::path(get, path = "/v1/list/{path}", tag = "reads",
+#[utoipa::path(get, path = "/v1/list/{*path}", tag = "reads",
     params(("path" = String, Path, description = "directory path, each segment percent-encoded; empty = root"),
            ("limit" = Option<i64>, Query, description = "1–1000, default 100"),
            ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
