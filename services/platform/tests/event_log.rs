@@ -289,7 +289,10 @@ async fn aggregates_of_two_types_with_one_id_both_commit_back_to_back() {
     let stream = h.js.get_stream(streams::EVENTS_STREAM).await.unwrap();
     let raw = stream.get_raw_message(gauge).await.unwrap();
     assert_eq!(raw.subject.as_str(), "fe.ev.acme.gauge.shared");
-    let id = raw.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string());
+    let id = raw
+        .headers
+        .get("Nats-Msg-Id")
+        .map(|v| v.as_str().to_string());
     assert_eq!(id.as_deref(), Some("gauge:acme.shared:1"));
 }
 

@@ -35,7 +35,7 @@ use cqrs_es::persist::PersistenceError;
 
 pub use commit::{event_types, headers, Commit, CommitHeaders, LoggedCommit, StoredEvent};
 pub use execute::{ExecuteError, Executed};
-pub use subject::{aggregate_id, subject_for, subject_for_type};
+pub use subject::{aggregate_id, parse_subject, subject_for, subject_for_type};
 
 use crate::streams::EVENTS_STREAM;
 
