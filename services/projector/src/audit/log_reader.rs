@@ -30,7 +30,7 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the log says at one position.
 pub(super) enum Expected {
-    Entry(AuditEntry),
+    Entry(Box<AuditEntry>),
     /// A commit that cannot be read or mapped (the projector cannot have indexed it either).
     Unreadable {
         seq: u64,
@@ -197,7 +197,8 @@ impl LogReader {
                 {
                     self.tasks.remove(&commit.aggregate_id);
                 }
-                self.buf.extend(rows.into_iter().map(Expected::Entry));
+                self.buf
+                    .extend(rows.into_iter().map(|r| Expected::Entry(Box::new(r))));
             }
             Err(reason) => self.buf.push_back(Expected::Unreadable {
                 seq: commit.stream_seq,
