@@ -1,10 +1,11 @@
 //! The audit hash chain: canonical event bytes and the chained SHA-256 of the audit index.
 //!
 //! Every row of the audit index carries
-//! `hash = SHA-256(prev_hash ‖ seq ‖ idx ‖ canonical event bytes)` where `seq` is the stream
-//! sequence as 8 bytes big-endian, `idx` the event's position in its commit as 4 bytes
-//! big-endian, and `prev_hash` the hash of the previous row **of the same tenant** in log
-//! order ([`GENESIS`], 32 zero bytes, before a tenant's first event). A per-tenant chain lets
+//! `hash = SHA-256(prev_hash ‖ seq ‖ canonical event bytes)` where `seq` is the event's
+//! position in its tenant's history (1, 2, 3, …) as 8 bytes big-endian and `prev_hash` the
+//! hash of the tenant's previous event ([`GENESIS`], 32 zero bytes, before its first). The
+//! event bytes carry `logseq` and `id`, so the log position is covered too. Everything needed
+//! to recompute a chain is in the events themselves: an export verifies offline. A per-tenant chain lets
 //! a tenant's auditor verify their own slice without seeing other tenants' events; it is
 //! deterministic under replay because the log order within a tenant never changes.
 //!
@@ -57,12 +58,11 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// The chained hash of one audit row.
-pub fn chain_hash(prev: &[u8; 32], seq: u64, idx: u32, canonical_event: &[u8]) -> [u8; 32] {
+/// The chained hash of the tenant's event number `seq`.
+pub fn chain_hash(prev: &[u8; 32], seq: u64, canonical_event: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
     hasher.update(seq.to_be_bytes());
-    hasher.update(idx.to_be_bytes());
     hasher.update(canonical_event);
     hasher.finalize().into()
 }
@@ -95,11 +95,10 @@ mod tests {
 
     #[test]
     fn chain_hash_depends_on_every_input() {
-        let base = chain_hash(&GENESIS, 7, 0, b"{}");
-        assert_ne!(base, chain_hash(&[1; 32], 7, 0, b"{}"));
-        assert_ne!(base, chain_hash(&GENESIS, 8, 0, b"{}"));
-        assert_ne!(base, chain_hash(&GENESIS, 7, 1, b"{}"));
-        assert_ne!(base, chain_hash(&GENESIS, 7, 0, b"{ }"));
-        assert_eq!(base, chain_hash(&GENESIS, 7, 0, b"{}"));
+        let base = chain_hash(&GENESIS, 7, b"{}");
+        assert_ne!(base, chain_hash(&[1; 32], 7, b"{}"));
+        assert_ne!(base, chain_hash(&GENESIS, 8, b"{}"));
+        assert_ne!(base, chain_hash(&GENESIS, 7, b"{ }"));
+        assert_eq!(base, chain_hash(&GENESIS, 7, b"{}"));
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod acl;
 pub mod audit_chain;
+pub mod audit_export;
 pub mod identity;
 pub mod path;
 pub mod public;

@@ -139,8 +139,35 @@ fn success_records_the_domain_fact_with_the_outcome() {
             requested(mkdir_spec(), None),
             TaskEvent::TaskStarted { attempt: 1 },
         ])
-        .when(TaskCommand::Succeed)
+        .when(TaskCommand::Succeed {
+            created_parents: vec![],
+        })
         .then_expect_events(vec![
+            TaskEvent::DirCreated {
+                path: path("/a/b"),
+                parents: true,
+            },
+            TaskEvent::TaskSucceeded,
+        ]);
+}
+
+#[test]
+fn mkdir_with_parents_records_every_directory_it_created_top_down() {
+    // The worker reports /a as created (in any order, with noise that is not an ancestor):
+    // each created directory gets its own event, then the requested one.
+    Given::with(())
+        .given(vec![
+            requested(mkdir_spec(), None),
+            TaskEvent::TaskStarted { attempt: 1 },
+        ])
+        .when(TaskCommand::Succeed {
+            created_parents: vec![path("/a"), path("/a/b"), path("/x"), path("/a")],
+        })
+        .then_expect_events(vec![
+            TaskEvent::DirCreated {
+                path: path("/a"),
+                parents: false,
+            },
             TaskEvent::DirCreated {
                 path: path("/a/b"),
                 parents: true,
@@ -153,7 +180,9 @@ fn success_records_the_domain_fact_with_the_outcome() {
 fn a_task_cannot_succeed_before_it_started() {
     Given::with(())
         .given(vec![requested(mkdir_spec(), None)])
-        .when(TaskCommand::Succeed)
+        .when(TaskCommand::Succeed {
+            created_parents: vec![],
+        })
         .then_expect_error(TaskError::NotRunning);
 }
 

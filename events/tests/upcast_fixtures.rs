@@ -37,10 +37,12 @@ fn every_stored_version_maps_to_its_public_form() {
     let tenant = TenantId::parse("acme").unwrap();
     let ctx = EventContext {
         seq: 9,
+        logseq: 9,
         index: 0,
         time: DateTime::from_timestamp(1_767_323_045, 0).unwrap(),
         tenant: &tenant,
         principal: "alice",
+        actor: "alice",
         traceparent: None,
     };
     for f in fixtures() {
@@ -79,10 +81,12 @@ fn an_old_version_without_its_upcaster_is_refused() {
     let tenant = TenantId::parse("acme").unwrap();
     let ctx = EventContext {
         seq: 1,
+        logseq: 1,
         index: 0,
         time: DateTime::from_timestamp(0, 0).unwrap(),
         tenant: &tenant,
         principal: "p",
+        actor: "p",
         traceparent: None,
     };
     // Read as if it were current, the v0 payload lacks `parents` and does not parse.

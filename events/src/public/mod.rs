@@ -8,6 +8,15 @@
 //! build their events here, so one event has one form and one id everywhere: a redelivered or
 //! replayed event maps to the same bytes.
 //!
+//! **Positions.** `seq` is the event's position in its tenant's history (1, 2, 3, … with no
+//! gaps and no repeats; assigned by the audit projection, the one place that sees a tenant's
+//! events in order) and `logseq` the stream sequence of the commit it came from. The `id` is
+//! derived from `(logseq, index in the commit)`, so it never depends on the projection.
+//!
+//! **Attribution** (one rule, [`attribution`]): `principal` is who asked for the event (the
+//! task's requester for every event of a task), `actor` who performed it (the identity that
+//! committed it: a user, or a service such as `system:worker`).
+//!
 //! `time` is the log's storage time truncated to microseconds, the precision PostgreSQL keeps,
 //! so a time read from an event is exact as an audit `from`/`to` bound.
 //!
@@ -77,18 +86,22 @@ pub const ALL_TYPES: &[&str] = &[
     "subscription.disabled",
 ];
 
-/// Log context of one event, supplied by the adapter (projector/notifier) from the commit.
+/// Log context of one event, supplied by the audit projection from the commit.
 #[derive(Clone, Copy, Debug)]
 pub struct EventContext<'a> {
-    /// Stream sequence of the commit (`seq` extension; global, increasing).
+    /// Position of the event in its tenant's history (`seq` extension: 1, 2, 3, …).
     pub seq: u64,
+    /// Stream sequence of the commit (`logseq` extension; global, increasing).
+    pub logseq: u64,
     /// Position of the event within its commit.
     pub index: usize,
     /// When JetStream stored the commit.
     pub time: DateTime<Utc>,
     pub tenant: &'a TenantId,
-    /// `sub` of the principal that caused the commit.
+    /// Who asked for the event (see [`attribution`]).
     pub principal: &'a str,
+    /// Who performed it (see [`attribution`]).
+    pub actor: &'a str,
     pub traceparent: Option<&'a str>,
 }
 
@@ -106,7 +119,9 @@ pub struct CloudEvent {
     pub data: Value,
     pub tenant: String,
     pub principal: String,
+    pub actor: String,
     pub seq: u64,
+    pub logseq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
 }
@@ -209,7 +224,7 @@ pub fn cloud_event(
     }
     Ok(CloudEvent {
         specversion: SPEC_VERSION.to_owned(),
-        id: event_id(ctx.seq, ctx.index),
+        id: event_id(ctx.logseq, ctx.index),
         source: format!("/tenants/{}", ctx.tenant.as_str()),
         event_type: full_type(actual),
         time: ctx.time.trunc_subsecs(6),
@@ -218,29 +233,32 @@ pub fn cloud_event(
         data: shaped.data,
         tenant: ctx.tenant.as_str().to_owned(),
         principal: ctx.principal.to_owned(),
+        actor: ctx.actor.to_owned(),
         seq: ctx.seq,
+        logseq: ctx.logseq,
         traceparent: ctx.traceparent.map(str::to_owned),
     })
 }
 
-/// The principal an event is attributed to. Services commit the effects of a task under their
-/// own `system:*` identity (the worker, the scanner); those effects are the doing of whoever
-/// requested the task, so they are attributed to the task's principal when it is known. A
-/// human principal (e.g. the admin who retried a task) is always kept.
-pub fn attributed_principal<'a>(committed_by: &'a str, task_principal: Option<&'a str>) -> &'a str {
-    match task_principal {
-        Some(requester) if committed_by.starts_with("system:") => requester,
-        _ => committed_by,
-    }
+/// Who an event is attributed to: `(principal, actor)`. `principal` is who asked for it: for
+/// every event of a task the task's requester (an effect the worker or scanner committed, a
+/// retry an admin asked for: the task is still the requester's), else the committer. `actor`
+/// is who performed it: always the identity that committed the event (`system:worker`, the
+/// admin who retried, the user who granted a rule).
+pub fn attribution<'a>(
+    committed_by: &'a str,
+    task_principal: Option<&'a str>,
+) -> (&'a str, &'a str) {
+    (task_principal.unwrap_or(committed_by), committed_by)
 }
 
 /// Fixed namespace of event ids (a random v4 uuid, chosen once).
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3b9e_51d2_7c0a_4f6e_8d21_95a4_c7e0_1b3f);
 
-/// The event id of the `index`th event of the commit at stream sequence `seq`: a name-based
-/// UUID, so a redelivered or replayed event carries the same id.
-pub fn event_id(seq: u64, index: usize) -> String {
-    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{seq}.{index}").as_bytes()).to_string()
+/// The event id of the `index`th event of the commit at stream sequence `logseq`: a
+/// name-based UUID, so a redelivered or replayed event carries the same id.
+pub fn event_id(logseq: u64, index: usize) -> String {
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{logseq}.{index}").as_bytes()).to_string()
 }
 
 /// Whether subscribers (webhooks, SSE) are notified of this short type.

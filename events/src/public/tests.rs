@@ -15,11 +15,13 @@ fn tenant() -> TenantId {
 fn map_with(event: &impl Serialize, agg: &str, name: &str, path: Option<&str>) -> CloudEvent {
     let tenant = tenant();
     let ctx = EventContext {
-        seq: 42,
+        seq: 7,
+        logseq: 42,
         index: 1,
         time: DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
         tenant: &tenant,
         principal: "alice",
+        actor: "system:worker",
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
     };
     let payload = serde_json::to_value(event).unwrap();
@@ -64,7 +66,8 @@ fn envelope_carries_the_extensions_and_a_deterministic_id() {
     assert_eq!(ev.source, "/tenants/acme");
     assert_eq!(ev.tenant, "acme");
     assert_eq!(ev.principal, "alice");
-    assert_eq!(ev.seq, 42);
+    assert_eq!(ev.actor, "system:worker");
+    assert_eq!((ev.seq, ev.logseq), (7, 42));
     assert_eq!(ev.datacontenttype, "application/json");
     assert_eq!(ev.id, event_id(42, 1));
     // 1_700_000_000 s + 5 ns: sub-microsecond digits are dropped.
@@ -258,10 +261,12 @@ fn to_cloud_event_maps_current_payloads() {
     let tenant = tenant();
     let ctx = EventContext {
         seq: 1,
+        logseq: 1,
         index: 0,
         time: DateTime::from_timestamp(0, 0).unwrap(),
         tenant: &tenant,
         principal: "p",
+        actor: "p",
         traceparent: None,
     };
     let payload = json!({"DirCreated": {"path": "/a", "parents": false}});
@@ -282,10 +287,12 @@ fn bad_inputs_are_errors_not_panics() {
     let tenant = tenant();
     let ctx = EventContext {
         seq: 1,
+        logseq: 1,
         index: 0,
         time: DateTime::from_timestamp(0, 0).unwrap(),
         tenant: &tenant,
         principal: "p",
+        actor: "p",
         traceparent: None,
     };
     let id = format!("acme.{TASK}");
@@ -370,11 +377,13 @@ fn subscription_events_never_show_the_target_url() {
 }
 
 #[test]
-fn system_commits_are_attributed_to_the_task_principal() {
+fn principal_is_who_asked_and_actor_who_acted() {
     assert_eq!(
-        attributed_principal("system:worker", Some("alice")),
-        "alice"
+        attribution("system:worker", Some("alice")),
+        ("alice", "system:worker")
     );
-    assert_eq!(attributed_principal("system:worker", None), "system:worker");
-    assert_eq!(attributed_principal("root", Some("alice")), "root");
+    // An admin retrying alice's task acts; the task is still alice's request.
+    assert_eq!(attribution("root", Some("alice")), ("alice", "root"));
+    // Outside a task (an ACL change) the committer both asked and acted.
+    assert_eq!(attribution("root", None), ("root", "root"));
 }

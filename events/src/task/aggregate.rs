@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::command::TaskCommand;
 use super::event::{TaskEvent, TaskFailure};
 use super::spec::{FileCommand, TaskSpec};
-use crate::TenantId;
+use crate::{FilePath, TenantId};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,7 +158,7 @@ impl Task {
             TaskCommand::Start => Ok(vec![TaskEvent::TaskStarted {
                 attempt: self.attempts + 1,
             }]),
-            TaskCommand::Succeed => self.succeed(),
+            TaskCommand::Succeed { created_parents } => self.succeed(created_parents),
             TaskCommand::Fail { error } => Ok(vec![TaskEvent::TaskFailed { error }]),
             TaskCommand::DeadLetter { error } => Ok(vec![TaskEvent::TaskDeadLettered {
                 error,
@@ -209,16 +209,25 @@ impl Task {
         Ok(std::iter::once(requested).chain(upload).collect())
     }
 
-    fn succeed(&self) -> Result<Vec<TaskEvent>, TaskError> {
+    fn succeed(&self, created_parents: Vec<FilePath>) -> Result<Vec<TaskEvent>, TaskError> {
         if self.status != TaskStatus::Running {
             return Err(TaskError::NotRunning);
         }
         let fact = match &self.spec {
             Some(TaskSpec::Command(FileCommand::Mkdir { path, parents })) => {
-                TaskEvent::DirCreated {
+                let mut events: Vec<TaskEvent> = created_ancestors(path, *parents, created_parents)
+                    .into_iter()
+                    .map(|dir| TaskEvent::DirCreated {
+                        path: dir,
+                        parents: false,
+                    })
+                    .collect();
+                events.push(TaskEvent::DirCreated {
                     path: path.clone(),
                     parents: *parents,
-                }
+                });
+                events.push(TaskEvent::TaskSucceeded);
+                return Ok(events);
             }
             Some(TaskSpec::Command(FileCommand::Move {
                 from,
@@ -303,4 +312,20 @@ impl Task {
             TaskEvent::TaskSucceeded,
         ])
     }
+}
+
+/// The directories a `mkdir` created above its path, top-down: only strict ancestors of
+/// `path` (never the root), each once, and none at all without `parents` (a plain `mkdir`
+/// creates nothing but its path). Whatever the worker reports is held to this.
+fn created_ancestors(path: &FilePath, parents: bool, reported: Vec<FilePath>) -> Vec<FilePath> {
+    if !parents {
+        return Vec::new();
+    }
+    let mut dirs: Vec<FilePath> = reported
+        .into_iter()
+        .filter(|d| !d.is_root() && d != path && d.contains(path))
+        .collect();
+    dirs.sort_by_key(|d| d.as_str().len());
+    dirs.dedup();
+    dirs
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::event::TaskFailure;
 use super::spec::TaskSpec;
-use crate::TenantId;
+use crate::{FilePath, TenantId};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TaskCommand {
@@ -22,8 +22,10 @@ pub enum TaskCommand {
     },
     /// A worker checked the preconditions and is about to perform the effect.
     Start,
-    /// The effect is done; records the domain fact and the success together.
-    Succeed,
+    /// The effect is done; records the domain fact and the success together. `created_parents`
+    /// are the ancestors a `mkdir` with `parents: true` brought into existence (each gets its
+    /// own `DirCreated`, top-down, before the directory itself); ignored for other commands.
+    Succeed { created_parents: Vec<FilePath> },
     /// The task cannot succeed (a storage precondition failed, malware, timeout).
     Fail { error: TaskFailure },
     /// Deliveries are exhausted: park the task for an admin.

@@ -88,10 +88,12 @@ fn every_stored_event_fixture_maps_to_a_valid_event() {
     for (i, f) in fixtures.iter().enumerate() {
         let ctx = EventContext {
             seq: 10 + i as u64,
+            logseq: 20 + i as u64,
             index: 0,
             time: DateTime::from_timestamp(1_767_323_045, 123_456_789).unwrap(),
             tenant: &tenant,
             principal: "alice",
+            actor: "system:worker",
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         };
         let s = |k: &str| f[k].as_str().unwrap();

@@ -4,7 +4,8 @@
 //! For each commit: skip it (ack) when it holds no public event type (from the
 //! `Fe-Event-Types` header, no parsing); otherwise wait until the projection has passed the
 //! commit (so the subscriptions read model says exactly which subscriptions were live at this
-//! log position, and task paths are known), map the public events to CloudEvents, match them
+//! log position, and the audit projection has stored the commit's events), read those public
+//! events (the audit index's own bytes, `platform::public_events`), match them
 //! against the tenant's live subscriptions and queue one delivery per (subscription, event).
 //! Queueing is idempotent, so a redelivered commit changes nothing; the ack comes only after
 //! the queue committed, so a crash in between redelivers the commit (at-least-once).
@@ -21,7 +22,7 @@ use async_nats::jetstream::{self, AckKind};
 use events::public;
 use futures::StreamExt;
 use platform::event_log::{event_types, LoggedCommit};
-use platform::public_events::{public_events, PublicEvent};
+use platform::public_events::public_events;
 use platform::streams::{self, DurableSpec};
 use tokio::sync::{watch, Notify};
 
@@ -193,7 +194,7 @@ async fn enqueue_commit(deps: &NotifierDeps, commit: &LoggedCommit) -> Result<u6
     let events = public_events(&deps.pool, commit).await?;
     let mut rows = Vec::new();
     for event in &events {
-        let Some(body) = body_of(event) else { continue };
+        let body = &event.body;
         for subscription in &subscriptions {
             if subscription.matches(&event.short_type, &event.paths) {
                 rows.push(NewDelivery {
@@ -201,24 +202,13 @@ async fn enqueue_commit(deps: &NotifierDeps, commit: &LoggedCommit) -> Result<u6
                     subscription_id: subscription.id,
                     event_id: event.event.id.clone(),
                     event_type: event.short_type.clone(),
-                    seq: i64::try_from(commit.stream_seq).unwrap_or(i64::MAX),
+                    seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
                     body: body.clone(),
                 });
             }
         }
     }
     Ok(queue::enqueue(&deps.pool, &rows).await?)
-}
-
-/// The bytes every attempt of this event sends.
-fn body_of(event: &PublicEvent) -> Option<String> {
-    match serde_json::to_string(&event.event) {
-        Ok(body) => Some(body),
-        Err(e) => {
-            tracing::error!(error = %e, "notifier: event does not serialize; skipped");
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,22 +1,20 @@
 //! The public events of one log commit, as the notifier and the SSE endpoint deliver them.
 //!
-//! [`public_events`] maps every event of a commit whose type is public
-//! (`events::public::PUBLIC_TYPES`) to its CloudEvent with `events::public::cloud_event`, and
-//! adds the paths it is about: its `subject`, plus `data.to` for moves and copies. Task events
-//! whose payload names no path (`task.failed`, `task.dead_lettered`) are about the task's
-//! paths, taken from a `task.requested` in the same commit or else from the `tasks` read
-//! model; callers that need them must have waited for the projection to pass the commit
-//! (the notifier and SSE both do). When a task's paths are still unknown the event has no
-//! paths: subscriptions on `/` and admins see it, nobody else.
+//! There is one mapping from a commit to its CloudEvents (`events::public`), applied once, by
+//! the audit projection (`projector::audit`), which also gives every event its position in its
+//! tenant's history (`seq`). This adapter reads those stored events back: webhooks and SSE
+//! send the very bytes the audit index holds and hashed, so for one event `id` the audit API,
+//! a webhook body and an SSE `data` line are identical, attribution (`principal`/`actor`) and
+//! positions included. Callers must have waited for the projection to pass the commit (the
+//! notifier and SSE both do); before that the commit has no stored events.
 //!
-//! An event that cannot be mapped (a corrupt payload) is skipped, counted in
-//! `fe_public_event_errors_total` and logged with its sequence; redelivery could not fix it.
+//! Only the [`PUBLIC_TYPES`](events::public::PUBLIC_TYPES) are returned, each with the paths it
+//! is about: its subject and, for moves and copies, the target (for `task.failed` and
+//! `task.dead_lettered`, the task's paths, which the audit projection filled in).
 
-use events::public::{self, CloudEvent, EventContext, LogEvent};
-use events::task::{TaskEvent, TaskSpec};
-use events::FilePath;
+use events::public::{CloudEvent, PUBLIC_TYPES};
+use events::{FilePath, TenantId};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::event_log::LoggedCommit;
 
@@ -25,135 +23,99 @@ use crate::event_log::LoggedCommit;
 pub struct PublicEvent {
     /// `dir.created`, ...
     pub short_type: String,
+    /// The event's position in its tenant's history.
+    pub seq: u64,
     pub event: CloudEvent,
-    /// The subject and, for moves and copies, the target; empty when unknown.
+    /// The event exactly as stored in the audit index (canonical JSON): what is delivered.
+    pub body: String,
+    /// The subject and, for moves and copies, the target.
     pub paths: Vec<FilePath>,
 }
 
-/// Short types whose payload names no path: their subject is the task's.
-const PATHLESS_TYPES: &[&str] = &["task.failed", "task.dead_lettered"];
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    seq: i64,
+    #[sqlx(rename = "type")]
+    short_type: String,
+    path: String,
+    target: Option<String>,
+    event: String,
+}
 
 /// The public events of `commit`, in commit order.
 pub async fn public_events(
     pool: &PgPool,
     commit: &LoggedCommit,
 ) -> Result<Vec<PublicEvent>, sqlx::Error> {
-    let wanted: Vec<usize> = commit
-        .events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| public::is_public(&e.event_type))
-        .map(|(i, _)| i)
-        .collect();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let needs_task = wanted
-        .iter()
-        .any(|&i| PATHLESS_TYPES.contains(&commit.events[i].event_type.as_str()));
-    let task_spec = match needs_task {
-        true => task_spec(pool, commit).await?,
-        false => None,
-    };
-    let task_paths: Vec<FilePath> = task_spec
-        .as_ref()
-        .map(|s| s.paths().into_iter().cloned().collect())
-        .unwrap_or_default();
-    let principal = principal_of(commit);
-    let mut out = Vec::with_capacity(wanted.len());
-    for index in wanted {
-        if let Some(event) = map_one(commit, index, &principal, &task_paths) {
-            out.push(event);
-        }
-    }
-    Ok(out)
+    let rows: Vec<StoredRow> = sqlx::query_as(
+        "SELECT seq, type, path, target, event FROM audit_events
+         WHERE tenant = $1 AND logseq = $2 AND type = ANY($3) ORDER BY idx",
+    )
+    .bind(commit.tenant.as_str())
+    .bind(i64::try_from(commit.stream_seq).unwrap_or(i64::MAX))
+    .bind(PUBLIC_TYPES)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| to_public(commit, row))
+        .collect())
 }
 
-fn map_one(
-    commit: &LoggedCommit,
-    index: usize,
-    principal: &str,
-    task_paths: &[FilePath],
-) -> Option<PublicEvent> {
-    let stored = &commit.events[index];
-    let ctx = EventContext {
-        seq: commit.stream_seq,
-        index,
-        time: commit.time,
-        tenant: &commit.tenant,
-        principal,
-        traceparent: commit.headers.traceparent.as_deref(),
-    };
-    let log_event = LogEvent {
-        aggregate_type: &commit.aggregate_type,
-        aggregate_id: &commit.aggregate_id,
-        event_type: &stored.event_type,
-        event_version: &stored.event_version,
-        payload: &stored.payload,
-    };
-    let task_path = task_paths.first().map(FilePath::as_str);
-    let event = match public::cloud_event(&log_event, &ctx, task_path) {
+/// Whether the audit projection has indexed `commit` (any event of it).
+pub async fn is_indexed(pool: &PgPool, commit: &LoggedCommit) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM audit_events WHERE tenant = $1 AND logseq = $2)",
+    )
+    .bind(commit.tenant.as_str())
+    .bind(i64::try_from(commit.stream_seq).unwrap_or(i64::MAX))
+    .fetch_one(pool)
+    .await
+}
+
+/// The log position of the commit holding the tenant's event `seq`, if it is indexed.
+pub async fn logseq_of(
+    pool: &PgPool,
+    tenant: &TenantId,
+    seq: u64,
+) -> Result<Option<u64>, sqlx::Error> {
+    let logseq: Option<i64> =
+        sqlx::query_scalar("SELECT logseq FROM audit_events WHERE tenant = $1 AND seq = $2")
+            .bind(tenant.as_str())
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .fetch_optional(pool)
+            .await?;
+    Ok(logseq.map(|l| l.max(0) as u64))
+}
+
+/// The tenant's last event position and its log position (0, 0 before its first event).
+pub async fn tenant_head(pool: &PgPool, tenant: &TenantId) -> Result<(u64, u64), sqlx::Error> {
+    let head: Option<(i64, i64)> =
+        sqlx::query_as("SELECT seq, logseq FROM audit_heads WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(head.map_or((0, 0), |(s, l)| (s.max(0) as u64, l.max(0) as u64)))
+}
+
+fn to_public(commit: &LoggedCommit, row: StoredRow) -> Option<PublicEvent> {
+    let event: CloudEvent = match serde_json::from_str(&row.event) {
         Ok(event) => event,
         Err(e) => {
             metrics::counter!("fe_public_event_errors_total").increment(1);
-            tracing::error!(seq = commit.stream_seq, index, error = %e, "event cannot be mapped to a public event; skipped");
+            tracing::error!(seq = commit.stream_seq, error = %e, "stored event does not parse; skipped");
             return None;
         }
     };
-    let paths = if PATHLESS_TYPES.contains(&stored.event_type.as_str()) {
-        task_paths.to_vec()
-    } else {
-        let subject = FilePath::parse(&event.subject).ok();
-        let target = event.target().and_then(|t| FilePath::parse(t).ok());
-        subject.into_iter().chain(target).collect()
-    };
+    let paths = std::iter::once(row.path.as_str())
+        .chain(row.target.as_deref())
+        .filter_map(|p| FilePath::parse(p).ok())
+        .collect();
     Some(PublicEvent {
-        short_type: stored.event_type.clone(),
+        short_type: row.short_type,
+        seq: row.seq.max(0) as u64,
         event,
+        body: row.event,
         paths,
     })
-}
-
-/// The principal of a commit: the header, else the first event's metadata, else `system`.
-fn principal_of(commit: &LoggedCommit) -> String {
-    commit
-        .headers
-        .principal
-        .clone()
-        .or_else(|| {
-            commit
-                .events
-                .first()
-                .and_then(|e| e.metadata_value("principal"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "system".to_owned())
-}
-
-/// The spec of the commit's task: from its own `task.requested`, else from the read model.
-async fn task_spec(pool: &PgPool, commit: &LoggedCommit) -> Result<Option<TaskSpec>, sqlx::Error> {
-    if commit.aggregate_type != "task" {
-        return Ok(None);
-    }
-    for stored in &commit.events {
-        if let Ok(TaskEvent::TaskRequested { spec, .. }) =
-            serde_json::from_value::<TaskEvent>(stored.payload.clone())
-        {
-            return Ok(Some(spec));
-        }
-    }
-    let Some(task_id) = commit
-        .aggregate_id
-        .split_once('.')
-        .and_then(|(_, id)| Uuid::parse_str(id).ok())
-    else {
-        return Ok(None);
-    };
-    let spec: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT spec FROM tasks WHERE tenant = $1 AND task_id = $2")
-            .bind(commit.tenant.as_str())
-            .bind(task_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(spec.and_then(|s| serde_json::from_value(s).ok()))
 }

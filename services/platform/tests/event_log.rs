@@ -62,7 +62,7 @@ async fn round_trip_restores_state_and_writes_headers() {
     let raw = stream.get_raw_message(second_seq).await.unwrap();
     assert_eq!(raw.subject.as_str(), "fe.ev.acme.counter.c1");
     let header = |name: &str| raw.headers.get(name).map(|v| v.as_str().to_string());
-    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("acme.c1:2"));
+    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("counter:acme.c1:2"));
     assert_eq!(
         header("Nats-Expected-Last-Subject-Sequence"),
         Some(first.to_string())
@@ -236,7 +236,7 @@ async fn concurrent_writers_lose_no_increment() {
 #[tokio::test]
 async fn racing_appends_on_the_same_state_have_one_winner() {
     let h = harness().await;
-    // Both commits are built on the same (empty) state and share Nats-Msg-Id "acme.r:1".
+    // Both commits are built on the same (empty) state and share Nats-Msg-Id "counter:acme.r:1".
     let (one, five) = ([added("acme.r", 1, 1)], [added("acme.r", 1, 5)]);
     let (a, b) = tokio::join!(h.log.append(&one), h.log.append(&five));
     let lost = [&a, &b]
@@ -276,6 +276,27 @@ async fn a_commit_slipped_in_between_load_and_append_forces_a_retry() {
 }
 
 #[tokio::test]
+async fn aggregates_of_two_types_with_one_id_both_commit_back_to_back() {
+    // A tenant's ACL and its subscriptions share the aggregate id (the tenant): the first
+    // commit of the second type must not be taken for a retry of the first type's.
+    let h = harness().await;
+    let counter = h.log.append(&[added("acme.shared", 1, 1)]).await.unwrap();
+    let mut other = added("acme.shared", 1, 1);
+    other.aggregate_type = "gauge".into();
+    let gauge = h.log.append(&[other]).await.unwrap();
+    assert_ne!(counter, gauge);
+    assert_eq!(h.message_count().await, 2);
+    let stream = h.js.get_stream(streams::EVENTS_STREAM).await.unwrap();
+    let raw = stream.get_raw_message(gauge).await.unwrap();
+    assert_eq!(raw.subject.as_str(), "fe.ev.acme.gauge.shared");
+    let id = raw
+        .headers
+        .get("Nats-Msg-Id")
+        .map(|v| v.as_str().to_string());
+    assert_eq!(id.as_deref(), Some("gauge:acme.shared:1"));
+}
+
+#[tokio::test]
 async fn a_retried_publish_is_stored_once() {
     let h = harness().await;
     let commit = [added("acme.d", 1, 4), added("acme.d", 2, 4)];
@@ -292,7 +313,7 @@ async fn a_retried_publish_is_stored_once() {
     let retry = |expected: Option<u64>| {
         let publish = jetstream::message::PublishMessage::build()
             .payload(body.clone().into())
-            .message_id("acme.d:1");
+            .message_id("counter:acme.d:1");
         let publish = match expected {
             Some(seq) => publish.expected_last_subject_sequence(seq),
             None => publish,

@@ -203,7 +203,7 @@ async fn apply_events(
 /// makes a running one and the replay exclusive).
 pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, ProjectorError> {
     let leader = acquire_leadership(pool).await?;
-    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, audit_events, audit_heads, projection_checkpoints")
+    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, audit_events, audit_heads, audit_verification, projection_checkpoints")
         .execute(pool)
         .await?;
     let last = last_stream_seq(js).await?;

@@ -16,6 +16,7 @@
 //! dead-lettered instead, so every task reaches a terminal state. Uploads are scanned by the
 //! scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging ([`janitor`]).
 
+mod created;
 mod effects;
 pub mod janitor;
 mod ordering;

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
+use crate::created;
 use crate::effects::{self, EffectError};
 use crate::ordering;
 
@@ -199,7 +200,10 @@ async fn process(
         .record(started.elapsed().as_secs_f64());
     match result {
         Ok(()) => {
-            execute(deps, commit, TaskCommand::Succeed).await?;
+            let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
+                .await
+                .map_err(|e| e.to_string())?;
+            execute(deps, commit, TaskCommand::Succeed { created_parents }).await?;
             metrics::counter!("fe_tasks_finished_total", "op" => cmd.op().as_str(), "status" => "succeeded").increment(1);
             Ok(())
         }

@@ -14,7 +14,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use events::Principal;
-use projector::audit::verify::{verify as verify_index, Problem, Scope};
+use projector::audit::verify::{verify as verify_index, Mode, Problem, Scope, VerifyError};
 use serde::Serialize;
 use sqlx::FromRow;
 
@@ -40,13 +40,17 @@ pub struct AuditPage {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditVerification {
     pub ok: bool,
-    /// The log was compared with the index up to this stream sequence.
+    /// The tenant's events are proven through this `seq`.
     pub verified_through_seq: u64,
+    /// The log was compared with the index up to this stream sequence.
+    pub verified_through_logseq: u64,
+    /// This check continued from this `seq` (the previous verified head; 0 = genesis).
+    pub verified_from_seq: u64,
     /// Hex SHA-256 head of the tenant's chain, recomputed from the log.
     pub head_hash: String,
-    /// Events compared.
+    /// Events read from the log and compared by this check (only what was new).
     pub events: u64,
-    /// The first differences found (`seq`, `idx`, `kind`, `detail`).
+    /// The first differences found (`seq`, `logseq`, `idx`, `kind`, `detail`).
     #[schema(value_type = Vec<Object>)]
     pub problems: Vec<Problem>,
     pub problems_total: u64,
@@ -55,8 +59,8 @@ pub struct AuditVerification {
 #[derive(FromRow)]
 struct EventRow {
     seq: i64,
-    idx: i32,
     event: String,
+    hash: Vec<u8>,
 }
 
 pub(crate) fn require_auditor(caller: &Principal) -> Result<(), ApiError> {
@@ -100,7 +104,7 @@ pub async fn query(
     let more = rows.len() as i64 > page.limit;
     rows.truncate(page.limit as usize);
     let next_cursor = match more {
-        true => rows.last().map(|r| filter::encode_cursor(r.seq, r.idx)),
+        true => rows.last().map(|r| filter::encode_cursor(r.seq)),
         false => None,
     };
     let events = rows
@@ -114,10 +118,12 @@ pub async fn query(
     }))
 }
 
-/// Proves the caller's tenant's audit index against the log.
+/// Proves the caller's tenant's audit index against the log, continuing from the last
+/// verified head; one verification per tenant at a time (429 `rate_limited` otherwise).
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, body = AuditVerification), (status = 401, body = crate::error::Problem),
-              (status = 403, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+              (status = 403, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn verify(
     State(state): State<AppState>,
@@ -125,15 +131,25 @@ pub async fn verify(
 ) -> Result<Json<AuditVerification>, ApiError> {
     require_auditor(&caller)?;
     let scope = Scope::Tenant(caller.tenant.clone());
-    let v = verify_index(state.log.jetstream(), &state.pool, &scope)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let v = verify_index(
+        state.log.jetstream(),
+        &state.pool,
+        &scope,
+        Mode::Incremental,
+    )
+    .await
+    .map_err(|e| match e {
+        VerifyError::Busy { retry_after_s } => ApiError::RateLimited { retry_after_s },
+        other => ApiError::unavailable(other),
+    })?;
     if !v.ok {
         tracing::warn!(tenant = %caller.tenant, problems = v.problems_total, "audit verification failed");
     }
     Ok(Json(AuditVerification {
         ok: v.ok,
         verified_through_seq: v.verified_through_seq,
+        verified_through_logseq: v.verified_through_logseq,
+        verified_from_seq: v.verified_from_seq,
         head_hash: v.head_hash,
         events: v.events,
         problems: v.problems,

@@ -3,14 +3,20 @@
 //!
 //! Each connection reads the log through its own ordered JetStream consumer filtered on
 //! `fe.ev.<caller's tenant>.>`: from the start of the live tail without `Last-Event-ID`, else
-//! from the sequence after it. The log is the only source, so replay and live delivery are
-//! one ordered pass over the same messages: no gap and no duplicate at the seam. Frames are
-//! `id: <seq>`, `event: <short type>`, `data: <CloudEvent JSON>`; all events of one commit
-//! share its `seq`, so a client resuming after `seq` gets the next commit.
+//! from the commit holding the event after it. The log is the only source of order, so replay
+//! and live delivery are one ordered pass over the same messages: no gap and no duplicate at
+//! the seam. Frames are `id: <seq>`, `event: <short type>`, `data: <CloudEvent JSON>` where
+//! `seq` is the event's own position in the tenant's history, so `Last-Event-ID: <seq>`
+//! resumes exactly after that event, even in the middle of a commit (the rest of the commit
+//! follows, events at or before `seq` are skipped). An id past the tenant's last event
+//! resumes at the live tail.
 //!
 //! Before a commit is shown, the connection waits (bounded) until the projection has passed
 //! it: read models then already reflect what the event says (a `file.available` can be
-//! downloaded at once), task paths are known, and ACL changes are in force. An event is shown
+//! downloaded at once), ACL changes are in force, and the audit projection has stored the
+//! commit's events, which are what is sent (`platform::public_events`: the audit index's
+//! bytes, so SSE, webhooks and the audit API agree). If the projection does not get there in
+//! time the stream ends and the client resumes with `Last-Event-ID`. An event is shown
 //! when the caller may `list` (or `read`) every path it names: its subject and, for moves
 //! and copies, the target; one naming no known path is shown to admins only.
 //!
@@ -32,7 +38,7 @@ use events::public::is_public;
 use events::Principal;
 use futures::StreamExt;
 use platform::event_log::{event_types, LoggedCommit};
-use platform::public_events::{public_events, PublicEvent};
+use platform::public_events::{logseq_of, public_events, tenant_head, PublicEvent};
 use platform::streams::EVENTS_STREAM;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,7 +59,7 @@ const PROJECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// Stream the tenant's events.
 #[utoipa::path(get, path = "/v1/events", tag = "notifications",
-    params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this log sequence")),
+    params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this event (its `seq`)")),
     responses((status = 200, content_type = "text/event-stream",
                description = "frames `id: <seq>`, `event: <short type>`, `data: <CloudEvent JSON>`"),
               (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
@@ -72,7 +78,7 @@ pub async fn stream(
     let messages = subscribe(&state, &caller, after).await?;
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
-        pump(state, caller, messages, tx).await;
+        pump(state, caller, messages, after.unwrap_or(0), tx).await;
         drop(slot);
     });
     let frames = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
@@ -85,7 +91,7 @@ pub async fn stream(
     Ok(response)
 }
 
-/// The `Last-Event-ID` header as a log sequence (absent or empty = live only).
+/// The `Last-Event-ID` header as an event position (absent or empty = live only).
 fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get("last-event-id") else {
         return Ok(None);
@@ -101,10 +107,11 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 fn bad_id() -> ApiError {
-    ApiError::BadRequest("Last-Event-ID must be a log sequence (a non-negative integer)".into())
+    ApiError::BadRequest("Last-Event-ID must be an event seq (a non-negative integer)".into())
 }
 
-/// An ordered consumer on the caller's tenant, after `after` or from now on.
+/// An ordered consumer on the caller's tenant, from the commit of the event after `after`
+/// or from now on.
 async fn subscribe(
     state: &AppState,
     caller: &Principal,
@@ -112,7 +119,7 @@ async fn subscribe(
 ) -> Result<pull::Ordered, ApiError> {
     let deliver_policy = match after {
         Some(seq) => DeliverPolicy::ByStartSequence {
-            start_sequence: seq.checked_add(1).ok_or_else(bad_id)?,
+            start_sequence: resume_point(state, caller, seq).await?,
         },
         None => DeliverPolicy::New,
     };
@@ -131,6 +138,18 @@ async fn subscribe(
         .await
         .map_err(ApiError::unavailable)?;
     consumer.messages().await.map_err(ApiError::unavailable)
+}
+
+/// The log position to read from to resume after the tenant's event `after`: the commit
+/// holding event `after + 1` when it is indexed, else the commit after the tenant's last
+/// indexed one (`after` is at or past the head: what follows is not indexed yet).
+async fn resume_point(state: &AppState, caller: &Principal, after: u64) -> Result<u64, ApiError> {
+    let next = after.checked_add(1).ok_or_else(bad_id)?;
+    if let Some(logseq) = logseq_of(&state.pool, &caller.tenant, next).await? {
+        return Ok(logseq);
+    }
+    let (_, head_logseq) = tenant_head(&state.pool, &caller.tenant).await?;
+    Ok(head_logseq + 1)
 }
 
 /// Counts open streams in `fe_sse_connections` for as long as it lives.
@@ -155,6 +174,7 @@ async fn pump(
     state: AppState,
     caller: Principal,
     mut messages: pull::Ordered,
+    after: u64,
     tx: mpsc::Sender<Event>,
 ) {
     let _connected = Connected::new();
@@ -187,7 +207,10 @@ async fn pump(
                 continue;
             }
         };
-        if send_commit(&state, &caller, &commit, &tx).await.is_err() {
+        if send_commit(&state, &caller, &commit, after, &tx)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -200,25 +223,31 @@ async fn send_commit(
     state: &AppState,
     caller: &Principal,
     commit: &LoggedCommit,
+    after: u64,
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), Stop> {
-    state
+    let projected = state
         .watermark
         .wait_for(commit.stream_seq, PROJECTION_WAIT)
         .await;
-    let events = public_events(&state.pool, commit).await.map_err(|e| {
-        tracing::warn!(error = %e, "sse: reading task paths failed; closing the stream");
+    if !projected {
+        tracing::warn!(
+            seq = commit.stream_seq,
+            "sse: projection behind; closing the stream"
+        );
+        return Err(Stop);
+    }
+    let mut events = public_events(&state.pool, commit).await.map_err(|e| {
+        tracing::warn!(error = %e, "sse: reading stored events failed; closing the stream");
         Stop
     })?;
+    events.retain(|e| e.seq > after);
     if events.is_empty() {
         return Ok(());
     }
     let decider = Decider::load(state, caller).await.map_err(|_| Stop)?;
     for event in events.iter().filter(|e| visible(&decider, caller, e)) {
-        let Some(frame) = frame(commit.stream_seq, event) else {
-            continue;
-        };
-        if tx.send_timeout(frame, SLOW_CLIENT).await.is_err() {
+        if tx.send_timeout(frame(event), SLOW_CLIENT).await.is_err() {
             metrics::counter!("fe_sse_disconnects_total", "reason" => "slow_or_gone").increment(1);
             return Err(Stop);
         }
@@ -238,14 +267,12 @@ fn visible(decider: &Decider<'_>, caller: &Principal, event: &PublicEvent) -> bo
             .all(|p| decider.allows(Access::ListEntry(p)))
 }
 
-fn frame(seq: u64, event: &PublicEvent) -> Option<Event> {
-    let data = serde_json::to_string(&event.event).ok()?;
-    Some(
-        Event::default()
-            .id(seq.to_string())
-            .event(event.short_type.as_str())
-            .data(data),
-    )
+/// One frame: the event's own position as id, the stored event bytes as data.
+fn frame(event: &PublicEvent) -> Event {
+    Event::default()
+        .id(event.seq.to_string())
+        .event(event.short_type.as_str())
+        .data(event.body.as_str())
 }
 
 #[cfg(test)]

@@ -22,10 +22,10 @@ async fn scenario(app: &TestApp) -> String {
     app.token("carol", "acme", &["auditor"])
 }
 
-/// The (seq, idx) of acme's first row of `short_type`.
-async fn row_of(app: &TestApp, short_type: &str) -> (i64, i32) {
+/// The (seq, logseq) of acme's first row of `short_type`.
+async fn row_of(app: &TestApp, short_type: &str) -> (i64, i64) {
     sqlx::query_as(
-        "SELECT seq, idx FROM audit_events WHERE tenant = 'acme' AND type = $1 ORDER BY seq LIMIT 1",
+        "SELECT seq, logseq FROM audit_events WHERE tenant = 'acme' AND type = $1 ORDER BY seq LIMIT 1",
     )
     .bind(short_type)
     .fetch_one(&app.platform.pool)
@@ -76,7 +76,7 @@ async fn a_changed_row_is_named_by_its_sequence() {
     let (seq, _) = row_of(&app, "entry.moved").await;
     exec(
         &app,
-        "UPDATE audit_events SET event = replace(event, '\"/c\"', '\"/elsewhere\"') WHERE seq = $1",
+        "UPDATE audit_events SET event = replace(event, '\"/c\"', '\"/elsewhere\"') WHERE tenant = 'acme' AND seq = $1",
         seq,
     )
     .await;
@@ -88,7 +88,7 @@ async fn a_changed_row_is_named_by_its_sequence() {
     let (seq2, _) = row_of(&app, "dir.created").await;
     exec(
         &app,
-        "UPDATE audit_events SET principal = 'mallory' WHERE seq = $1",
+        "UPDATE audit_events SET principal = 'mallory' WHERE tenant = 'acme' AND seq = $1",
         seq2,
     )
     .await;
@@ -104,7 +104,12 @@ async fn a_deleted_row_is_named_by_its_sequence() {
     let app = TestApp::spawn().await;
     let auditor = scenario(&app).await;
     let (seq, _) = row_of(&app, "dir.created").await;
-    exec(&app, "DELETE FROM audit_events WHERE seq = $1", seq).await;
+    exec(
+        &app,
+        "DELETE FROM audit_events WHERE tenant = 'acme' AND seq = $1",
+        seq,
+    )
+    .await;
     let v = verify(&app, &auditor).await;
     assert_eq!(v["ok"], false);
     assert!(names(&v, seq, "missing"), "{v}");
@@ -119,16 +124,18 @@ async fn swapped_rows_are_named_as_reordered() {
     let auditor = scenario(&app).await;
     let (a, _) = row_of(&app, "dir.created").await;
     let (b, _) = row_of(&app, "entry.moved").await;
-    let mut tx = app.platform.pool.begin().await.unwrap();
-    for (from, to) in [(a, -1), (b, a), (-1, b)] {
-        sqlx::query("UPDATE audit_events SET seq = $2 WHERE seq = $1")
-            .bind(from)
-            .bind(to)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    // The two rows trade their events (and hashes): each position holds the other's event.
+    sqlx::query(
+        "UPDATE audit_events AS r SET event = o.event, hash = o.hash
+         FROM audit_events AS o
+         WHERE r.tenant = 'acme' AND o.tenant = 'acme'
+           AND ((r.seq = $1 AND o.seq = $2) OR (r.seq = $2 AND o.seq = $1))",
+    )
+    .bind(a)
+    .bind(b)
+    .execute(&app.platform.pool)
+    .await
+    .unwrap();
     let v = verify(&app, &auditor).await;
     assert_eq!(v["ok"], false);
     assert!(names(&v, a, "reordered"), "{v}");
@@ -140,20 +147,22 @@ async fn an_inserted_row_and_a_moved_head_are_found() {
     let app = TestApp::spawn().await;
     let auditor = scenario(&app).await;
     let (seq, _) = row_of(&app, "entry.moved").await;
+    // A forged row after the commit's last event, numbered far beyond the tenant's history.
     exec(
         &app,
-        "INSERT INTO audit_events (seq, idx, tenant, type, path, target, task_id, principal,
-                                   request_id, time, event, hash)
-         SELECT seq, 99, tenant, type, path, target, task_id, principal, request_id, time,
-                event, hash FROM audit_events WHERE seq = $1 AND idx = 0",
+        "INSERT INTO audit_events (seq, logseq, idx, tenant, type, path, target, task_id,
+                                   principal, actor, request_id, time, event, hash)
+         SELECT 1000 + seq, logseq, 99, tenant, type, path, target, task_id, principal, actor,
+                request_id, time, event, hash
+         FROM audit_events WHERE tenant = 'acme' AND seq = $1",
         seq,
     )
     .await;
     let v = verify(&app, &auditor).await;
-    assert!(names(&v, seq, "extra"), "{v}");
+    assert!(names(&v, 1000 + seq, "extra"), "{v}");
     exec(
         &app,
-        "DELETE FROM audit_events WHERE seq = $1 AND idx = 99",
+        "DELETE FROM audit_events WHERE tenant = 'acme' AND seq = 1000 + $1",
         seq,
     )
     .await;
@@ -180,14 +189,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Every audit row and chain head, in order.
-async fn snapshot(app: &TestApp) -> Vec<(i64, i32, String, String, Vec<u8>)> {
-    let mut rows: Vec<(i64, i32, String, String, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, idx, tenant, event, hash FROM audit_events ORDER BY seq, idx")
-            .fetch_all(&app.platform.pool)
-            .await
-            .unwrap();
-    let heads: Vec<(i64, i32, String, String, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, idx, tenant, 'head', hash FROM audit_heads ORDER BY tenant")
+async fn snapshot(app: &TestApp) -> Vec<(i64, i64, String, String, Vec<u8>)> {
+    let mut rows: Vec<(i64, i64, String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, logseq, tenant, event, hash FROM audit_events ORDER BY tenant, seq",
+    )
+    .fetch_all(&app.platform.pool)
+    .await
+    .unwrap();
+    let heads: Vec<(i64, i64, String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, logseq, tenant, 'head', hash FROM audit_heads ORDER BY tenant")
             .fetch_all(&app.platform.pool)
             .await
             .unwrap();

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::support::TestApp;
-use super::{cli_verify, verify, wait_projected};
+use super::{cli_verify, cli_verify_with, verify, wait_projected};
 
 /// Events per bulk commit.
 const PER_COMMIT: usize = 100;
@@ -85,14 +85,50 @@ async fn ten_thousand_events_verify_clean() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["events"], 8_002);
 
+    assert_eq!(v["verified_from_seq"], 0);
+    assert_eq!(v["verified_through_seq"], 8_002);
+
+    // Verified twice: the second check continues from the verified head and reads only
+    // what is new: nothing, then the one event of a new request.
+    let carol = app.token("carol", "acme", &["auditor"]);
+    let t = Instant::now();
+    let again = verify(&app, &carol).await;
+    let incremental = t.elapsed();
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(again["events"], 0, "{again}");
+    assert_eq!(again["verified_from_seq"], 8_002);
+    assert_eq!(again["head_hash"], v["head_hash"]);
+    app.submit(&admin, json!({"op": "mkdir", "path": "/later"}))
+        .await;
+    wait_projected(&app).await;
+    let third = verify(&app, &carol).await;
+    assert_eq!(third["ok"], true, "{third}");
+    assert_eq!(third["events"], 1, "{third}");
+    assert_eq!(
+        (
+            third["verified_from_seq"].as_u64(),
+            third["verified_through_seq"].as_u64()
+        ),
+        (Some(8_002), Some(8_003))
+    );
+
+    // The CLI continues too: acme is verified, only globex's 2,000 events are read.
     let t = Instant::now();
     let (ok, report) = cli_verify(&app);
     let cli = t.elapsed();
     assert!(ok, "{report}");
-    assert_eq!(report["events"], 10_002);
-    assert_eq!(report["heads"]["acme"], v["head_hash"]);
+    assert_eq!(report["events"], 2_000);
+    assert_eq!(report["heads"]["acme"], third["head_hash"]);
+    // --full re-checks everything from the genesis.
+    let t = Instant::now();
+    let (ok, full) = cli_verify_with(&app, &["--full"]);
+    let cli_full = t.elapsed();
+    assert!(ok, "{full}");
+    assert_eq!(full["events"], 10_003);
+    assert_eq!(full["heads"], report["heads"]);
     eprintln!(
-        "10,002 events: appended in {appended:?}, projected by {projected:?}; \
-         verify acme (8,002) {endpoint:?}, CLI all {cli:?}"
+        "10,003 events: appended in {appended:?}, projected by {projected:?}; \
+         verify acme (8,002) {endpoint:?}, again {incremental:?}; CLI incremental {cli:?}, \
+         CLI --full {cli_full:?}"
     );
 }

@@ -137,6 +137,67 @@ async fn reconnecting_with_last_event_id_resumes_without_gaps_or_duplicates() {
 }
 
 #[tokio::test]
+async fn a_reconnect_resumes_in_the_middle_of_a_commit_and_every_door_shows_one_event() {
+    let app = super::spawn(&[]).await;
+    let admin = app.admin("mid");
+    let receiver = super::Receiver::start(super::Behaviour::Statuses(vec![200])).await;
+    super::subscribe(
+        &app,
+        &admin,
+        json!({"url": receiver.url("/hook"), "types": ["dir.created"]}),
+    )
+    .await;
+    let mut live = SseClient::connect(&app, &admin, None).await;
+    // One commit, three events: /m and /m/n are created implicitly, then /m/n/o.
+    app.run(&admin, mkdir("/m/n/o")).await;
+    let frames = [live.next().await, live.next().await, live.next().await];
+    let subjects: Vec<&str> = frames
+        .iter()
+        .map(|f| f.data["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["/m", "/m/n", "/m/n/o"]);
+    let seqs: Vec<u64> = frames.iter().map(|f| f.id.parse().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        [seqs[0], seqs[0] + 1, seqs[0] + 2],
+        "every event its own seq"
+    );
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.data["logseq"] == frames[0].data["logseq"]),
+        "one commit"
+    );
+    drop(live);
+
+    // Resuming after the first event of the commit delivers exactly the rest of it.
+    let mut resumed = SseClient::connect(&app, &admin, Some(&frames[0].id)).await;
+    app.run(&admin, mkdir("/after")).await;
+    assert_eq!(resumed.subjects(3).await, ["/m/n", "/m/n/o", "/after"]);
+
+    // The audit API, the webhook body and the SSE data are one and the same event.
+    let auditor = app.token("carol", "mid", &["auditor"]);
+    let (status, page) = app.get_json(&auditor, "/v1/audit?type=dir.created").await;
+    assert_eq!(status, StatusCode::OK);
+    let audited = page["events"].as_array().unwrap().clone();
+    crate::support::eventually("the webhooks", Duration::from_secs(30), || {
+        let n = receiver.received().len();
+        async move { n >= 4 }
+    })
+    .await;
+    let hooks: Vec<Value> = receiver.received().iter().map(|r| r.json()).collect();
+    for frame in &frames {
+        let id = &frame.data["id"];
+        let in_audit = audited.iter().find(|e| &e["id"] == id).expect("audited");
+        let in_hook = hooks.iter().find(|e| &e["id"] == id).expect("delivered");
+        assert_eq!(in_audit, &frame.data);
+        assert_eq!(in_hook, &frame.data);
+    }
+    assert_eq!(frames[0].data["principal"], "root");
+    assert_eq!(frames[0].data["actor"], "system:worker");
+}
+
+#[tokio::test]
 async fn the_stream_shows_only_paths_the_caller_may_list() {
     let app = TestApp::spawn().await;
     let admin = app.admin("acme");
@@ -164,6 +225,7 @@ async fn the_stream_shows_only_paths_the_caller_may_list() {
         stream.next().await,
         stream.next().await,
         stream.next().await,
+        stream.next().await,
     ];
     let seen: Vec<(&str, &str)> = frames
         .iter()
@@ -172,6 +234,7 @@ async fn the_stream_shows_only_paths_the_caller_may_list() {
     assert_eq!(
         seen,
         [
+            ("dir.created", "/pub"),
             ("dir.created", "/pub/a"),
             ("dir.created", "/pub/c"),
             ("dir.created", "/pub/end")

@@ -138,10 +138,16 @@ impl Commit {
         subject_for(&first.aggregate_type, &first.aggregate_id)
     }
 
-    /// `Nats-Msg-Id`: `<aggregate_id>:<sequence of the first event>`.
+    /// `Nats-Msg-Id`: `<aggregate type>:<aggregate id>:<sequence of the first event>`. The
+    /// type is part of it because aggregates of different types may share an id (a tenant's
+    /// ACL and its subscriptions are both keyed by the tenant): without it JetStream's
+    /// duplicate window would take the first commit of one for the other's.
     pub fn message_id(&self) -> Result<String, EventLogError> {
         let first = self.first()?;
-        Ok(format!("{}:{}", first.aggregate_id, first.sequence))
+        Ok(format!(
+            "{}:{}:{}",
+            first.aggregate_type, first.aggregate_id, first.sequence
+        ))
     }
 
     /// The `Fe-*` and `traceparent` headers of this commit (JetStream headers are added by
@@ -316,7 +322,7 @@ mod tests {
     #[test]
     fn commit_headers_and_ids() {
         let commit = Commit::from_new_events(&[event(3, "Added"), event(4, "Capped")]).unwrap();
-        assert_eq!(commit.message_id().unwrap(), "acme.c1:3");
+        assert_eq!(commit.message_id().unwrap(), "counter:acme.c1:3");
         assert_eq!(commit.subject().unwrap(), "fe.ev.acme.counter.c1");
         let map = commit.headers().unwrap();
         assert_eq!(event_types(Some(&map)), ["Added", "Capped"]);

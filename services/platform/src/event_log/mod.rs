@@ -4,7 +4,8 @@
 //!
 //! * one commit of an aggregate is one message on `fe.ev.<tenant>.<aggregate type>.<id>`
 //!   holding all of the commit's events (atomic by construction), see [`commit`];
-//! * `Nats-Msg-Id = <aggregate id>:<first sequence>` lets JetStream drop retried publishes;
+//! * `Nats-Msg-Id = <aggregate type>:<aggregate id>:<first sequence>` lets JetStream drop
+//!   retried publishes (the type keeps aggregates of different types that share an id apart);
 //! * `Nats-Expected-Last-Subject-Sequence` makes every append conditional on the state it was
 //!   computed from (optimistic concurrency; JetStream error 10071 means someone else won).
 //!
@@ -34,7 +35,7 @@ use cqrs_es::persist::PersistenceError;
 
 pub use commit::{event_types, headers, Commit, CommitHeaders, LoggedCommit, StoredEvent};
 pub use execute::{ExecuteError, Executed};
-pub use subject::{aggregate_id, subject_for, subject_for_type};
+pub use subject::{aggregate_id, parse_subject, subject_for, subject_for_type};
 
 use crate::streams::EVENTS_STREAM;
 

@@ -3,13 +3,16 @@
 //! compares), so both can only ever agree on what a row should hold.
 //!
 //! Later commits of a task need its [`TaskContext`] (from its `task.requested`): events that
-//! name no path take the task's path as subject, and effects committed by a `system:*`
-//! service are attributed to the task's principal (`events::public::attributed_principal`).
+//! name no path take the task's path as subject, and every event of the task has the task's
+//! requester as `principal` and its committer as `actor` (`events::public::attribution`).
 //! The projector looks the context up in the index; the verifier remembers it while reading.
+//!
+//! Each event gets its tenant's next position (`seq`); the caller passes the first one (the
+//! tenant's head + 1), so the rows of a commit are numbered without gaps.
 
 use chrono::{DateTime, Utc};
 use events::audit_chain::{canonical_json, chain_hash};
-use events::public::{attributed_principal, cloud_event, CloudEvent, EventContext, LogEvent};
+use events::public::{attribution, cloud_event, CloudEvent, EventContext, LogEvent};
 use platform::event_log::{LoggedCommit, StoredEvent};
 use uuid::Uuid;
 
@@ -34,7 +37,10 @@ pub struct TaskContext {
 /// One row of the audit index, before chaining.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// Position in the tenant's history.
     pub seq: u64,
+    /// Stream sequence of the commit.
+    pub logseq: u64,
     pub idx: u32,
     pub tenant: String,
     pub short_type: String,
@@ -42,6 +48,7 @@ pub struct AuditEntry {
     pub target: Option<String>,
     pub task_id: Option<Uuid>,
     pub principal: String,
+    pub actor: String,
     pub request_id: Option<String>,
     pub time: DateTime<Utc>,
     /// Canonical JSON of the event's CloudEvent: the bytes that are hashed.
@@ -51,7 +58,7 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// This entry's chained hash given the previous hash of its tenant.
     pub fn hash(&self, prev: &[u8; 32]) -> [u8; 32] {
-        chain_hash(prev, self.seq, self.idx, self.event.as_bytes())
+        chain_hash(prev, self.seq, self.event.as_bytes())
     }
 }
 
@@ -73,17 +80,20 @@ pub fn needs_task_context(commit: &LoggedCommit) -> bool {
             .any(|e| e.event_type == "task.requested")
 }
 
-/// The rows of one commit. `known` is the task's context from an earlier commit, if any; a
-/// `task.requested` inside the commit takes precedence for the events after it.
+/// The rows of one commit, numbered from `first_seq` (the tenant's next position). `known` is
+/// the task's context from an earlier commit, if any; a `task.requested` inside the commit
+/// takes precedence for the events after it.
 pub fn entries(
     commit: &LoggedCommit,
     known: Option<&TaskContext>,
+    first_seq: u64,
 ) -> Result<Vec<AuditEntry>, String> {
     let mut task = known.cloned();
     let task_id = task_id(commit);
     let mut out = Vec::with_capacity(commit.events.len());
     for (index, stored) in commit.events.iter().enumerate() {
-        let ev = to_event(commit, index, stored, task.as_ref())?;
+        let seq = first_seq + index as u64;
+        let ev = to_event(commit, index, seq, stored, task.as_ref())?;
         let short_type = ev
             .short_type()
             .ok_or_else(|| format!("event {index} has no short type"))?
@@ -104,7 +114,8 @@ pub fn entries(
         let idx = u32::try_from(index).map_err(|_| "too many events in one commit".to_owned())?;
         let value = serde_json::to_value(&ev).map_err(|e| format!("event {index}: {e}"))?;
         out.push(AuditEntry {
-            seq: commit.stream_seq,
+            seq,
+            logseq: commit.stream_seq,
             idx,
             tenant: commit.tenant.as_str().to_owned(),
             short_type,
@@ -112,6 +123,7 @@ pub fn entries(
             target,
             task_id,
             principal: ev.principal,
+            actor: ev.actor,
             request_id: context_value(commit, stored, "request_id"),
             time: commit.time,
             event: canonical_json(&value),
@@ -135,18 +147,22 @@ pub fn requested_context(entries: &[AuditEntry]) -> Option<TaskContext> {
 fn to_event(
     commit: &LoggedCommit,
     index: usize,
+    seq: u64,
     stored: &StoredEvent,
     task: Option<&TaskContext>,
 ) -> Result<CloudEvent, String> {
-    let committed_by = context_value(commit, stored, "principal").unwrap_or_default();
-    let principal = attributed_principal(&committed_by, task.map(|t| t.principal.as_str()));
+    let committed_by =
+        context_value(commit, stored, "principal").unwrap_or_else(|| "system".to_owned());
+    let (principal, actor) = attribution(&committed_by, task.map(|t| t.principal.as_str()));
     let traceparent = context_value(commit, stored, "traceparent");
     let ctx = EventContext {
-        seq: commit.stream_seq,
+        seq,
+        logseq: commit.stream_seq,
         index,
         time: commit.time,
         tenant: &commit.tenant,
         principal,
+        actor,
         traceparent: traceparent.as_deref(),
     };
     let event = LogEvent {
@@ -234,13 +250,13 @@ mod tests {
                 ),
             ],
         );
-        let rows = entries(&c, None).unwrap();
+        let rows = entries(&c, None, 1).unwrap();
         assert_eq!(rows[1].path, "/a");
         assert_eq!(rows[1].target.as_deref(), Some("/b"));
         assert_eq!(rows[1].short_type, "task.failed");
         assert_eq!(rows[1].principal, "alice");
         assert_eq!(rows[1].request_id.as_deref(), Some("r-1"));
-        assert_eq!((rows[1].seq, rows[1].idx), (5, 1));
+        assert_eq!((rows[1].seq, rows[1].logseq, rows[1].idx), (2, 5, 1));
         assert_eq!(requested_context(&rows).unwrap().path, "/a");
         assert!(!needs_task_context(&c));
     }
@@ -254,8 +270,8 @@ mod tests {
             target: None,
             principal: "alice".into(),
         };
-        assert_eq!(entries(&c, Some(&known)).unwrap()[0].path, "/x");
-        assert_eq!(entries(&c, None).unwrap()[0].path, "/");
+        assert_eq!(entries(&c, Some(&known), 1).unwrap()[0].path, "/x");
+        assert_eq!(entries(&c, None, 1).unwrap()[0].path, "/");
         let moved = commit(
             9,
             vec![(
@@ -265,7 +281,7 @@ mod tests {
         );
         assert!(needs_task_context(&moved));
         assert_eq!(
-            entries(&moved, None).unwrap()[0].target.as_deref(),
+            entries(&moved, None, 1).unwrap()[0].target.as_deref(),
             Some("/b")
         );
     }
@@ -279,19 +295,30 @@ mod tests {
             target: None,
             principal: "alice".into(),
         };
-        assert_eq!(entries(&c, Some(&known)).unwrap()[0].principal, "alice");
-        assert_eq!(entries(&c, None).unwrap()[0].principal, "system:worker");
+        let row = &entries(&c, Some(&known), 1).unwrap()[0];
+        assert_eq!(
+            (row.principal.as_str(), row.actor.as_str()),
+            ("alice", "system:worker")
+        );
+        let row = &entries(&c, None, 1).unwrap()[0];
+        assert_eq!(
+            (row.principal.as_str(), row.actor.as_str()),
+            ("system:worker", "system:worker")
+        );
     }
 
     #[test]
     fn entries_are_canonical_and_hash_deterministically() {
         let c = commit(3, vec![requested_move()]);
-        let a = entries(&c, None).unwrap();
-        let b = entries(&c, None).unwrap();
+        let a = entries(&c, None, 12).unwrap();
+        let b = entries(&c, None, 12).unwrap();
         assert_eq!(a, b);
         let v: serde_json::Value = serde_json::from_str(&a[0].event).unwrap();
         assert_eq!(canonical_json(&v), a[0].event);
-        assert_eq!(v["seq"], 3);
+        assert_eq!(
+            (v["seq"].as_u64(), v["logseq"].as_u64()),
+            (Some(12), Some(3))
+        );
         assert_ne!(a[0].hash(&[0; 32]), a[0].hash(&[1; 32]));
     }
 
@@ -299,7 +326,7 @@ mod tests {
     fn headers_fall_back_to_event_metadata() {
         let mut c = commit(3, vec![requested_move()]);
         c.headers = CommitHeaders::default();
-        let rows = entries(&c, None).unwrap();
+        let rows = entries(&c, None, 1).unwrap();
         assert_eq!(rows[0].principal, "meta-user");
         assert_eq!(rows[0].request_id.as_deref(), Some("r-meta"));
     }

@@ -1,5 +1,10 @@
-//! Reads the log for the verifier: every commit of one tenant (or of all tenants) from stream
-//! sequence 1 up to a given sequence, as the audit rows it should have produced.
+//! Reads the log for the verifier: every commit of one tenant from a start sequence up to a
+//! given sequence, as the audit rows it should have produced, numbered on from the tenant's
+//! last verified position.
+//!
+//! A commit of a task whose `task.requested` lies before the start takes the task's context
+//! from the index row of that request: that part of the index was already proven against
+//! the log.
 //!
 //! Uses an ephemeral pull consumer without acks, filtered on the scope's subjects; the number
 //! of matching messages at creation (`num_pending`) tells where the log ends, so reading
@@ -15,8 +20,9 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use platform::event_log::LoggedCommit;
 use platform::streams::EVENTS_STREAM;
+use sqlx::PgPool;
 
-use super::entry::{entries, requested_context, AuditEntry, TaskContext};
+use super::entry::{entries, needs_task_context, requested_context, AuditEntry, TaskContext};
 use super::verify::VerifyError;
 
 /// How long one message may take to arrive before the read is abandoned.
@@ -24,7 +30,7 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the log says at one position.
 pub(super) enum Expected {
-    Entry(AuditEntry),
+    Entry(Box<AuditEntry>),
     /// A commit that cannot be read or mapped (the projector cannot have indexed it either).
     Unreadable {
         seq: u64,
@@ -35,13 +41,21 @@ pub(super) enum Expected {
 impl Expected {
     pub(super) fn key(&self) -> (u64, u32) {
         match self {
-            Self::Entry(e) => (e.seq, e.idx),
+            Self::Entry(e) => (e.logseq, e.idx),
             Self::Unreadable { seq, .. } => (*seq, 0),
         }
     }
 }
 
 pub(super) struct LogReader {
+    pool: PgPool,
+    tenant: String,
+    /// The tenant's position the next event takes.
+    next_seq: u64,
+    /// Index rows up to this position are proven: a task context may come from them.
+    trusted_seq: u64,
+    /// Events read from the log.
+    pub(super) read: u64,
     stream: jetstream::stream::Stream,
     consumer_name: Option<String>,
     messages: Option<consumer::pull::Stream>,
@@ -53,15 +67,24 @@ pub(super) struct LogReader {
 }
 
 impl LogReader {
-    /// Starts reading `filter` (e.g. `fe.ev.acme.>`) up to and including stream seq `through`.
+    /// Starts reading `tenant`'s commits after stream seq `after` up to and including
+    /// `through`; its next event is the tenant's position `trusted_seq + 1`.
     pub(super) async fn open(
         js: &jetstream::Context,
-        filter: String,
+        pool: &PgPool,
+        tenant: &str,
+        after: u64,
+        trusted_seq: u64,
         through: u64,
     ) -> Result<Self, VerifyError> {
         let log = |e: &dyn std::fmt::Display| VerifyError::Log(e.to_string());
         let stream = js.get_stream(EVENTS_STREAM).await.map_err(|e| log(&e))?;
         let mut reader = LogReader {
+            pool: pool.clone(),
+            tenant: tenant.to_owned(),
+            next_seq: trusted_seq + 1,
+            trusted_seq,
+            read: 0,
             stream,
             consumer_name: None,
             messages: None,
@@ -70,14 +93,16 @@ impl LogReader {
             buf: VecDeque::new(),
             tasks: HashMap::new(),
         };
-        if through == 0 {
+        if through <= after {
             return Ok(reader);
         }
         let consumer = reader
             .stream
             .create_consumer(consumer::pull::Config {
-                filter_subject: filter,
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: 1 },
+                filter_subject: format!("fe.ev.{tenant}.>"),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
                 ack_policy: consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(60),
                 ..Default::default()
@@ -123,7 +148,7 @@ impl LogReader {
             return Ok(false);
         }
         match LoggedCommit::from_message(&message) {
-            Ok(commit) => self.expect_commit(&commit),
+            Ok(commit) => self.expect_commit(&commit).await?,
             Err(e) => self.buf.push_back(Expected::Unreadable {
                 seq,
                 reason: e.to_string(),
@@ -132,10 +157,35 @@ impl LogReader {
         Ok(true)
     }
 
-    fn expect_commit(&mut self, commit: &LoggedCommit) {
-        let known = self.tasks.get(&commit.aggregate_id);
-        match entries(commit, known) {
+    /// The context of the commit's task: remembered from this read, else from the proven
+    /// part of the index.
+    async fn task_context(
+        &mut self,
+        commit: &LoggedCommit,
+    ) -> Result<Option<TaskContext>, VerifyError> {
+        if let Some(known) = self.tasks.get(&commit.aggregate_id) {
+            return Ok(Some(known.clone()));
+        }
+        if self.trusted_seq == 0 || !needs_task_context(commit) {
+            return Ok(None);
+        }
+        let found = super::proven_task_context(&self.pool, commit, self.trusted_seq as i64).await?;
+        if let Some(context) = &found {
+            self.tasks
+                .insert(commit.aggregate_id.clone(), context.clone());
+        }
+        Ok(found)
+    }
+
+    async fn expect_commit(&mut self, commit: &LoggedCommit) -> Result<(), VerifyError> {
+        if commit.tenant.as_str() != self.tenant {
+            return Ok(());
+        }
+        let known = self.task_context(commit).await?;
+        match entries(commit, known.as_ref(), self.next_seq) {
             Ok(rows) => {
+                self.next_seq += rows.len() as u64;
+                self.read += rows.len() as u64;
                 if let Some(context) = requested_context(&rows) {
                     self.tasks.insert(commit.aggregate_id.clone(), context);
                 }
@@ -147,13 +197,15 @@ impl LogReader {
                 {
                     self.tasks.remove(&commit.aggregate_id);
                 }
-                self.buf.extend(rows.into_iter().map(Expected::Entry));
+                self.buf
+                    .extend(rows.into_iter().map(|r| Expected::Entry(Box::new(r))));
             }
             Err(reason) => self.buf.push_back(Expected::Unreadable {
                 seq: commit.stream_seq,
                 reason,
             }),
         }
+        Ok(())
     }
 
     /// Deletes the consumer (best effort: it expires by itself otherwise).

@@ -8,7 +8,12 @@
 //!   and the chains are unbroken (`GET /v1/audit/verify`, `file-engine audit-verify`), with
 //!   `log_reader.rs` (the log side) and `rows.rs` (the stored side).
 //!
-//! **Chain.** `hash = SHA-256(prev_hash ‖ seq ‖ idx ‖ canonical event bytes)` with `prev_hash`
+//! **Positions.** `seq` numbers a tenant's events 1, 2, 3, … (the head in `audit_heads` plus
+//! one); `logseq`/`idx` say where each came from in the log. The stored `event` is the one
+//! form of the event: webhooks and SSE deliver these very bytes
+//! (`platform::public_events`), so for one id the three doors cannot disagree.
+//!
+//! **Chain.** `hash = SHA-256(prev_hash ‖ seq ‖ canonical event bytes)` with `prev_hash`
 //! the hash of the tenant's previous row (32 zero bytes first; see `events::audit_chain`). The
 //! chain is per tenant so that a tenant's auditor can verify their own slice; it is
 //! deterministic because a tenant's events keep their log order under replay. The tenant's
@@ -33,34 +38,47 @@ use sqlx::{Postgres, Transaction};
 
 use crate::ProjectorError;
 
-/// Writes the rows of one commit and advances its tenant's chain head.
+/// Writes the rows of one commit and advances its tenant's chain head. The head row is
+/// locked for the transaction, so even two projectors racing on one tenant could not hand
+/// out a position twice (the unique `(logseq, idx)` also refuses a commit indexed twice).
 pub async fn apply_commit(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
+    if commit.events.is_empty() {
+        return Ok(());
+    }
     let known = match needs_task_context(commit) {
         true => stored_task_context(tx, commit).await?,
         false => None,
     };
-    let rows = entries(commit, known.as_ref()).map_err(|reason| ProjectorError::Corrupt {
-        seq: commit.stream_seq,
-        reason,
-    })?;
-    let Some(last) = rows.last() else {
-        return Ok(());
-    };
     let tenant = commit.tenant.as_str();
-    let head: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT hash FROM audit_heads WHERE tenant = $1")
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = $1 FOR UPDATE")
             .bind(tenant)
             .fetch_optional(&mut **tx)
             .await?;
-    let mut prev = match head {
-        None => GENESIS,
-        Some(bytes) => bytes.try_into().map_err(|_| ProjectorError::Corrupt {
+    let corrupt = |reason: &str| ProjectorError::Corrupt {
+        seq: commit.stream_seq,
+        reason: reason.into(),
+    };
+    let (last_seq, mut prev) = match head {
+        None => (0, GENESIS),
+        Some((seq, bytes)) => (
+            seq.max(0) as u64,
+            bytes
+                .try_into()
+                .map_err(|_| corrupt("the stored audit chain head is not 32 bytes"))?,
+        ),
+    };
+    let rows = entries(commit, known.as_ref(), last_seq + 1).map_err(|reason| {
+        ProjectorError::Corrupt {
             seq: commit.stream_seq,
-            reason: "the stored audit chain head is not 32 bytes".into(),
-        })?,
+            reason,
+        }
+    })?;
+    let Some(last) = rows.last() else {
+        return Ok(());
     };
     let mut hashes = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -69,13 +87,13 @@ pub async fn apply_commit(
     }
     insert_rows(tx, &rows, hashes).await?;
     sqlx::query(
-        "INSERT INTO audit_heads (tenant, seq, idx, hash) VALUES ($1, $2, $3, $4)
+        "INSERT INTO audit_heads (tenant, seq, logseq, hash) VALUES ($1, $2, $3, $4)
          ON CONFLICT (tenant) DO UPDATE
-         SET seq = EXCLUDED.seq, idx = EXCLUDED.idx, hash = EXCLUDED.hash",
+         SET seq = EXCLUDED.seq, logseq = EXCLUDED.logseq, hash = EXCLUDED.hash",
     )
     .bind(tenant)
     .bind(last.seq as i64)
-    .bind(last.idx as i32)
+    .bind(last.logseq as i64)
     .bind(prev.to_vec())
     .execute(&mut **tx)
     .await?;
@@ -87,20 +105,46 @@ async fn stored_task_context(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
 ) -> Result<Option<TaskContext>, ProjectorError> {
-    let row: Option<(String, Option<String>, String)> = sqlx::query_as(
+    Ok(task_context_query(commit, i64::MAX)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(into_context))
+}
+
+/// The same, for the verifier: only from the part of the index proven through `max_seq`.
+pub(crate) async fn proven_task_context(
+    pool: &sqlx::PgPool,
+    commit: &LoggedCommit,
+    max_seq: i64,
+) -> Result<Option<TaskContext>, sqlx::Error> {
+    Ok(task_context_query(commit, max_seq)
+        .fetch_optional(pool)
+        .await?
+        .map(into_context))
+}
+
+type ContextRow = (String, Option<String>, String);
+
+fn task_context_query(
+    commit: &LoggedCommit,
+    max_seq: i64,
+) -> sqlx::query::QueryAs<'static, Postgres, ContextRow, sqlx::postgres::PgArguments> {
+    sqlx::query_as(
         "SELECT path, target, principal FROM audit_events
-         WHERE tenant = $1 AND task_id = $2 AND type = 'task.requested'
+         WHERE tenant = $1 AND task_id = $2 AND type = 'task.requested' AND seq <= $3
          ORDER BY seq LIMIT 1",
     )
-    .bind(commit.tenant.as_str())
+    .bind(commit.tenant.as_str().to_owned())
     .bind(task_id(commit))
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|(path, target, principal)| TaskContext {
+    .bind(max_seq)
+}
+
+fn into_context((path, target, principal): ContextRow) -> TaskContext {
+    TaskContext {
         path,
         target,
         principal,
-    }))
+    }
 }
 
 /// One multi-row insert per commit (arrays unnested server-side).
@@ -112,10 +156,11 @@ async fn insert_rows(
     let col = |f: fn(&AuditEntry) -> String| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO audit_events (seq, idx, tenant, type, path, target, task_id, principal,
-                                   request_id, time, event, hash)
+                                   request_id, time, event, hash, logseq, actor)
          SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
                               $6::text[], $7::uuid[], $8::text[], $9::text[],
-                              $10::timestamptz[], $11::text[], $12::bytea[])",
+                              $10::timestamptz[], $11::text[], $12::bytea[], $13::bigint[],
+                              $14::text[])",
     )
     .bind(rows.iter().map(|r| r.seq as i64).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.idx as i32).collect::<Vec<_>>())
@@ -133,6 +178,8 @@ async fn insert_rows(
     .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
     .bind(col(|r| r.event.clone()))
     .bind(hashes)
+    .bind(rows.iter().map(|r| r.logseq as i64).collect::<Vec<_>>())
+    .bind(col(|r| r.actor.clone()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,10 +1,13 @@
-//! Stored audit rows as the verifier reads them: keyset pages in `(seq, idx)` order inside the
-//! verifier's snapshot transaction, one page in memory at a time.
+//! Stored audit rows as the verifier reads them: one tenant's rows after a position, in
+//! `(logseq, idx)` order, in keyset pages. Each page is one short query on the pool: no
+//! connection is held between pages, so a long verification never starves other requests.
+//! Rows at or below the verified log position never change (the index is append-only), so
+//! pages need no common snapshot.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, Postgres, Transaction};
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 use super::entry::AuditEntry;
@@ -16,6 +19,7 @@ const PAGE: i64 = 1000;
 #[derive(Debug, FromRow)]
 pub(super) struct Row {
     pub seq: i64,
+    pub logseq: i64,
     pub idx: i32,
     pub tenant: String,
     #[sqlx(rename = "type")]
@@ -24,6 +28,7 @@ pub(super) struct Row {
     pub target: Option<String>,
     pub task_id: Option<Uuid>,
     pub principal: String,
+    pub actor: String,
     pub request_id: Option<String>,
     pub time: DateTime<Utc>,
     pub event: String,
@@ -31,20 +36,27 @@ pub(super) struct Row {
 }
 
 impl Row {
+    /// Where the row's event came from in the log (the walk's order).
     pub(super) fn key(&self) -> (u64, u32) {
-        (self.seq.max(0) as u64, self.idx.max(0) as u32)
+        (self.logseq.max(0) as u64, self.idx.max(0) as u32)
+    }
+
+    pub(super) fn seq(&self) -> u64 {
+        self.seq.max(0) as u64
     }
 
     /// The first filter column that differs from what the log says, if any. Times are
     /// compared at PostgreSQL's precision (microseconds); the event itself keeps nanoseconds.
     pub(super) fn differing_column(&self, e: &AuditEntry) -> Option<&'static str> {
         let checks = [
+            ("seq", self.seq() == e.seq),
             ("tenant", self.tenant == e.tenant),
             ("type", self.short_type == e.short_type),
             ("path", self.path == e.path),
             ("target", self.target == e.target),
             ("task_id", self.task_id == e.task_id),
             ("principal", self.principal == e.principal),
+            ("actor", self.actor == e.actor),
             ("request_id", self.request_id == e.request_id),
             (
                 "time",
@@ -55,30 +67,33 @@ impl Row {
     }
 }
 
-/// Pages through the rows of one tenant (or all) in log order.
+/// Pages through one tenant's rows after a verified position, up to a log position.
 pub(super) struct RowPager {
-    tenant: Option<String>,
+    tenant: String,
     after: (i64, i32),
+    through: i64,
     buf: VecDeque<Row>,
     exhausted: bool,
+    /// Rows read so far.
+    pub(super) read: u64,
 }
 
 impl RowPager {
-    pub(super) fn new(tenant: Option<String>) -> Self {
+    /// Rows of `tenant` after log position `after_logseq` up to `through` (inclusive).
+    pub(super) fn new(tenant: &str, after_logseq: u64, through: u64) -> Self {
         RowPager {
-            tenant,
-            after: (-1, -1),
+            tenant: tenant.to_owned(),
+            after: (after_logseq as i64, i32::MAX),
+            through: through as i64,
             buf: VecDeque::new(),
             exhausted: false,
+            read: 0,
         }
     }
 
-    pub(super) async fn peek(
-        &mut self,
-        tx: &mut Transaction<'_, Postgres>,
-    ) -> Result<Option<&Row>, sqlx::Error> {
+    pub(super) async fn peek(&mut self, pool: &PgPool) -> Result<Option<&Row>, sqlx::Error> {
         if self.buf.is_empty() && !self.exhausted {
-            self.fetch(tx).await?;
+            self.fetch(pool).await?;
         }
         Ok(self.buf.front())
     }
@@ -87,30 +102,24 @@ impl RowPager {
         self.buf.pop_front()
     }
 
-    async fn fetch(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
-        // Two statements rather than `$1 IS NULL OR tenant = $1`, so each keeps the plan
-        // of its own index (tenant order, or the primary key).
-        let sql = match self.tenant {
-            Some(_) => {
-                "SELECT * FROM audit_events WHERE tenant = $1 AND (seq, idx) > ($2, $3)
-                        ORDER BY seq, idx LIMIT $4"
-            }
-            None => {
-                "SELECT * FROM audit_events WHERE $1::text IS NULL AND (seq, idx) > ($2, $3)
-                     ORDER BY seq, idx LIMIT $4"
-            }
-        };
-        let rows: Vec<Row> = sqlx::query_as(sql)
-            .bind(self.tenant.as_deref())
-            .bind(self.after.0)
-            .bind(self.after.1)
-            .bind(PAGE)
-            .fetch_all(&mut **tx)
-            .await?;
+    async fn fetch(&mut self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT * FROM audit_events
+             WHERE tenant = $1 AND (logseq, idx) > ($2, $3) AND logseq <= $4
+             ORDER BY logseq, idx LIMIT $5",
+        )
+        .bind(&self.tenant)
+        .bind(self.after.0)
+        .bind(self.after.1)
+        .bind(self.through)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?;
         self.exhausted = (rows.len() as i64) < PAGE;
         if let Some(last) = rows.last() {
-            self.after = (last.seq, last.idx);
+            self.after = (last.logseq, last.idx);
         }
+        self.read += rows.len() as u64;
         self.buf.extend(rows);
         Ok(())
     }

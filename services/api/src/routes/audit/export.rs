@@ -2,6 +2,16 @@
 //! `application/x-ndjson`, one CloudEvent per line, streamed from the database in keyset pages
 //! so memory stays constant however long the trail is.
 //!
+//! **Offline verification.** Each line is the stored event plus the `chainhash` extension (the
+//! tenant's chain hash through that event); the last line is the trailer
+//! `{"export": {"tenant", "first_seq", "last_seq", "head_hash", "prev_hash"}}` where
+//! `prev_hash` is the chain hash before `first_seq` (zeros from the genesis). From these lines
+//! alone `file-engine audit-verify --file` recomputes the chain (`events::audit_export`) and
+//! names the first `seq` that does not fit; `head_hash` can be compared with
+//! `GET /v1/audit/verify`. An export filtered by `path`, `principal` or `type` has gaps: each
+//! line still proves itself against its own `chainhash`, but only an unfiltered (optionally
+//! time-bounded) export proves completeness.
+//!
 //! The export ends at the projector's checkpoint read when it starts, so it is a consistent
 //! prefix of the log even while new events arrive. A database failure mid-stream aborts the
 //! response (the client sees a truncated chunked body, never a partial line passed off as
@@ -13,6 +23,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use events::audit_chain::{canonical_json, to_hex, GENESIS};
+use events::audit_export::CHAIN_HASH_FIELD;
 use futures::stream;
 use sqlx::PgPool;
 
@@ -36,7 +48,7 @@ const EXPORT_PARAMS: &[&str] = &["path", "principal", "type", "from", "to"];
            ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
            ("to" = Option<String>, Query, description = "RFC 3339, exclusive")),
     responses((status = 200, content_type = "application/x-ndjson", body = String,
-               description = "one CloudEvent JSON object per line, in log order"),
+               description = "one CloudEvent JSON object per line (with `chainhash`), in log order, then the trailer `{\"export\": {tenant, first_seq, last_seq, head_hash, prev_hash}}`"),
               (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
               (status = 403, body = crate::error::Problem)),
     security(("bearer" = [])))]
@@ -55,6 +67,7 @@ pub async fn export(
         page,
         through,
         done: false,
+        trailer: Trailer::default(),
     };
     let body = Body::from_stream(stream::try_unfold(cursor, next_chunk));
     let mut response = body.into_response();
@@ -72,12 +85,28 @@ struct Cursor {
     page: PageRequest,
     through: i64,
     done: bool,
+    trailer: Trailer,
 }
 
-/// The next page as one chunk of lines; `None` at the end.
+/// What the trailer line will say, gathered while streaming.
+#[derive(Default)]
+struct Trailer {
+    first_seq: Option<i64>,
+    last_seq: Option<i64>,
+    prev_hash: Option<String>,
+    head_hash: Option<String>,
+    written: bool,
+}
+
+/// The next page as one chunk of lines; the trailer after the last page; `None` at the end.
 async fn next_chunk(mut c: Cursor) -> Result<Option<(Bytes, Cursor)>, std::io::Error> {
     if c.done {
-        return Ok(None);
+        if c.trailer.written {
+            return Ok(None);
+        }
+        c.trailer.written = true;
+        let line = trailer_line(&c.tenant, &c.trailer);
+        return Ok(Some((Bytes::from(line), c)));
     }
     let fetch = async {
         filter::select(&c.tenant, &c.page, Some(c.through))
@@ -92,15 +121,59 @@ async fn next_chunk(mut c: Cursor) -> Result<Option<(Bytes, Cursor)>, std::io::E
     c.done = rows.len() as i64 <= c.page.limit;
     rows.truncate(c.page.limit as usize);
     let Some(last) = rows.last() else {
-        return Ok(None);
+        c.done = true;
+        return Ok(Some((Bytes::new(), c)));
     };
-    c.page.after = Some((last.seq, last.idx));
-    let mut chunk = Vec::with_capacity(rows.iter().map(|r| r.event.len() + 1).sum());
+    c.page.after = Some(last.seq);
+    if c.trailer.first_seq.is_none() {
+        let first = rows[0].seq;
+        let prev = previous_hash(&c.pool, &c.tenant, first)
+            .await
+            .map_err(|e| abort(&e.to_string()))?;
+        c.trailer.first_seq = Some(first);
+        c.trailer.prev_hash = Some(to_hex(&prev));
+    }
+    c.trailer.last_seq = Some(last.seq);
+    c.trailer.head_hash = Some(to_hex(&last.hash));
+    let mut chunk = Vec::with_capacity(rows.iter().map(|r| r.event.len() + 90).sum());
     for row in &rows {
-        chunk.extend_from_slice(row.event.as_bytes());
+        chunk.extend_from_slice(export_line(row)?.as_bytes());
         chunk.push(b'\n');
     }
     Ok(Some((Bytes::from(chunk), c)))
+}
+
+/// The stored event with its chain hash as the `chainhash` extension, canonical JSON.
+fn export_line(row: &EventRow) -> Result<String, std::io::Error> {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&row.event).map_err(|e| abort(&e.to_string()))?;
+    let Some(object) = event.as_object_mut() else {
+        return Err(abort("a stored event is not an object"));
+    };
+    object.insert(CHAIN_HASH_FIELD.into(), to_hex(&row.hash).into());
+    Ok(canonical_json(&event))
+}
+
+/// The chain hash before the tenant's event `seq` (the genesis before the first).
+async fn previous_hash(pool: &PgPool, tenant: &str, seq: i64) -> Result<[u8; 32], sqlx::Error> {
+    let hash: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE tenant = $1 AND seq = $2")
+            .bind(tenant)
+            .bind(seq - 1)
+            .fetch_optional(pool)
+            .await?;
+    Ok(hash.and_then(|h| h.try_into().ok()).unwrap_or(GENESIS))
+}
+
+fn trailer_line(tenant: &str, t: &Trailer) -> String {
+    let trailer = serde_json::json!({"export": {
+        "tenant": tenant,
+        "first_seq": t.first_seq,
+        "last_seq": t.last_seq,
+        "head_hash": t.head_hash,
+        "prev_hash": t.prev_hash,
+    }});
+    format!("{}\n", canonical_json(&trailer))
 }
 
 /// Logs why an export stopped; the client only sees the stream end abnormally.

@@ -4,8 +4,9 @@
 //!
 //! `path` matches the path itself, everything below it, and moves/copies whose target is the
 //! path or below it: both are byte-order range scans (`'/a/' <= p < '/a0'`, `0` being the
-//! byte after `/`), so no `LIKE` pattern is ever built from input. `from` is inclusive, `to`
-//! exclusive. The cursor is the opaque base64url of the last `seq.idx` returned.
+//! byte after `/`), so no `LIKE` pattern is ever built from input; `/a` never matches `/ab`.
+//! `from` is inclusive, `to` exclusive. The cursor is the opaque base64url of the last `seq`
+//! returned (the event's position in the tenant's history).
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -36,7 +37,7 @@ pub struct AuditFilter {
 pub struct PageRequest {
     pub filter: AuditFilter,
     pub limit: i64,
-    pub after: Option<(i64, i32)>,
+    pub after: Option<i64>,
 }
 
 /// Parses the query pairs; each parameter may appear once, unknown ones are refused so a
@@ -120,26 +121,24 @@ fn parse_limit(raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-pub fn encode_cursor(seq: i64, idx: i32) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{seq}.{idx}"))
+pub fn encode_cursor(seq: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("s{seq}"))
 }
 
-fn decode_cursor(raw: &str) -> Result<(i64, i32), ApiError> {
+fn decode_cursor(raw: &str) -> Result<i64, ApiError> {
     let bad = || ApiError::BadRequest("invalid cursor".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw)
         .map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (seq, idx) = text.split_once('.').ok_or_else(bad)?;
-    let seq: i64 = seq.parse().map_err(|_| bad())?;
-    let idx: i32 = idx.parse().map_err(|_| bad())?;
-    if seq < 0 || idx < 0 {
+    let digits = text.strip_prefix('s').ok_or_else(bad)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    Ok((seq, idx))
+    digits.parse().map_err(|_| bad())
 }
 
-/// `SELECT seq, idx, event` of one tenant's rows matching `page`, in log order, at most
+/// `SELECT seq, event, hash` of one tenant's rows matching `page`, in log order, at most
 /// `page.limit + 1` rows (the extra row tells whether there is a next page), and none past
 /// stream sequence `through` when given (a fixed end for exports).
 pub fn select<'a>(
@@ -147,7 +146,7 @@ pub fn select<'a>(
     page: &'a PageRequest,
     through: Option<i64>,
 ) -> QueryBuilder<'a, Postgres> {
-    let mut q = QueryBuilder::new("SELECT seq, idx, event FROM audit_events WHERE tenant = ");
+    let mut q = QueryBuilder::new("SELECT seq, event, hash FROM audit_events WHERE tenant = ");
     q.push_bind(tenant);
     let f = &page.filter;
     if let Some(path) = f.path.as_ref().filter(|p| !p.is_root()) {
@@ -181,17 +180,12 @@ pub fn select<'a>(
         q.push(" AND time < ").push_bind(to);
     }
     if let Some(through) = through {
-        q.push(" AND seq <= ").push_bind(through);
+        q.push(" AND logseq <= ").push_bind(through);
     }
-    if let Some((seq, idx)) = page.after {
-        q.push(" AND (seq, idx) > (")
-            .push_bind(seq)
-            .push(", ")
-            .push_bind(idx)
-            .push(")");
+    if let Some(seq) = page.after {
+        q.push(" AND seq > ").push_bind(seq);
     }
-    q.push(" ORDER BY seq, idx LIMIT ")
-        .push_bind(page.limit + 1);
+    q.push(" ORDER BY seq LIMIT ").push_bind(page.limit + 1);
     q
 }
 
@@ -220,7 +214,7 @@ mod tests {
                 ("type", "dir.created,entry.moved"),
                 ("from", "2026-01-01T00:00:00 01:00"),
                 ("limit", "1000"),
-                ("cursor", &encode_cursor(12, 3)),
+                ("cursor", &encode_cursor(12)),
             ]),
             ALL,
         )
@@ -231,7 +225,7 @@ mod tests {
             p.filter.from.unwrap().to_rfc3339(),
             "2025-12-31T23:00:00+00:00"
         );
-        assert_eq!((p.limit, p.after), (1000, Some((12, 3))));
+        assert_eq!((p.limit, p.after), (1000, Some(12)));
         assert_eq!(parse(&[], ALL).unwrap().limit, DEFAULT_LIMIT);
     }
 
@@ -258,6 +252,8 @@ mod tests {
             vec![("to", "2026-13-01T00:00:00Z")],
             vec![("cursor", "!!!")],
             vec![("cursor", "LTEuMA")], // "-1.0"
+            vec![("cursor", "cy0x")],   // "s-1"
+            vec![("cursor", "cw")],     // "s"
             vec![("bogus", "1")],
             vec![("path", "/a"), ("path", "/b")],
         ] {

@@ -1,0 +1,47 @@
+//! Which directories a task brings into existence, so each gets its own `dir.created` event
+//! (API.md Events: "every entry that comes into existence ... has its own event").
+//!
+//! Decided from the catalogue (the log's own view of what exists), not from storage: storage
+//! may already hold the directories of an interrupted earlier attempt, the catalogue does not
+//! (it changes only when this task's success is committed). The worker's turn-taking keeps
+//! every other task touching an ancestor from running in between, so a redo computes the
+//! same answer: the events are deterministic and redo-safe.
+
+use events::task::FileCommand;
+use events::{FilePath, TenantId};
+use sqlx::PgPool;
+
+/// The strict ancestors of a `mkdir -p` path the catalogue does not hold as directories, top
+/// down (empty for every other command).
+pub async fn created_parents(
+    pool: &PgPool,
+    tenant: &TenantId,
+    cmd: &FileCommand,
+) -> Result<Vec<FilePath>, sqlx::Error> {
+    let FileCommand::Mkdir {
+        path,
+        parents: true,
+    } = cmd
+    else {
+        return Ok(Vec::new());
+    };
+    let ancestors: Vec<FilePath> = path
+        .ancestors_and_self()
+        .filter(|a| !a.is_root() && a != path)
+        .collect();
+    if ancestors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = ancestors.iter().map(FilePath::as_str).collect();
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT path FROM entries WHERE tenant = $1 AND kind = 'dir' AND path = ANY($2)",
+    )
+    .bind(tenant.as_str())
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    Ok(ancestors
+        .into_iter()
+        .filter(|a| !existing.iter().any(|e| e == a.as_str()))
+        .collect())
+}
