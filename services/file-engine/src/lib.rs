@@ -4,6 +4,7 @@
 //! both start the platform through this module, so tests exercise exactly what ships.
 
 pub mod bench;
+pub mod projection_cli;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,7 +116,8 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             platform.pool.clone(),
             rx.clone(),
         );
-        tasks.spawn(async move { projector::run(js, pool, rx).await });
+        let partitions = platform.config.partitions;
+        tasks.spawn(async move { projector::run(js, pool, partitions, rx).await });
     }
     if roles.contains(&Role::Worker) {
         let deps = worker::WorkerDeps {

@@ -48,6 +48,7 @@ pub async fn post_command(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     refuse_root_mutation(&command)?;
+    crate::waits::refuse_if_parked(&state, &caller.tenant)?;
     authorize(&state, &caller, access_for(&command)).await?;
     refuse_oversized_subtree(&state, &caller, &command).await?;
     let hash = key.as_ref().map(|_| body_hash(&raw));

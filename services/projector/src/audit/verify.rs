@@ -100,12 +100,11 @@ pub async fn verify(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let through: i64 = sqlx::query_scalar(
-        "SELECT COALESCE((SELECT last_seq FROM projection_checkpoints WHERE projection = $1), 0)",
-    )
-    .bind(platform::db::CHECKPOINT)
-    .fetch_one(&mut *tx)
-    .await?;
+    // The position every projection partition has passed (services/platform/src/projection.rs).
+    let through: i64 =
+        sqlx::query_scalar("SELECT COALESCE(min(last_seq), 0) FROM projection_partitions")
+            .fetch_one(&mut *tx)
+            .await?;
     let through = through.max(0) as u64;
     let (filter, tenant) = match scope {
         Scope::Tenant(t) => (
