@@ -4,10 +4,20 @@
 
 mod support;
 
+use std::time::Duration;
+
+use events::partition::partition_of_str;
+use events::task::{FileCommand, TaskEvent, TaskSpec};
+use events::{FilePath, TenantId};
+use file_engine::projection_cli::{self, Resumed};
 use file_engine::{start, Role};
+use platform::config::Config;
+use platform::event_log::{aggregate_id, Commit, StoredEvent};
+use platform::projection;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::TestApp;
+use uuid::Uuid;
 
 /// A 200-byte directory name with a distinguishing suffix.
 fn long(n: u8) -> String {
@@ -132,4 +142,242 @@ fn url_path(path: &str) -> String {
         .map(|s| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Publishes one task commit straight into the log, as a buggy or older writer could have:
+/// no API validation, no worker. Returns its stream sequence.
+async fn inject_task_commit(app: &TestApp, tenant: &str, events: Vec<TaskEvent>) -> u64 {
+    use cqrs_es::DomainEvent;
+    let tenant_id = TenantId::parse(tenant).unwrap();
+    let Some(TaskEvent::TaskRequested { task_id, .. }) = events.first() else {
+        panic!("a new task starts with TaskRequested");
+    };
+    let id = aggregate_id(&tenant_id, &task_id.to_string());
+    let stored: Vec<StoredEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| StoredEvent {
+            aggregate_type: "task".into(),
+            aggregate_id: id.clone(),
+            sequence: i + 1,
+            event_type: e.event_type(),
+            event_version: e.event_version(),
+            payload: serde_json::to_value(e).unwrap(),
+            metadata: json!({"principal": "root"}),
+        })
+        .collect();
+    let commit = Commit { events: stored };
+    let ack = app
+        .platform
+        .log
+        .jetstream()
+        .publish_with_headers(
+            commit.subject().unwrap(),
+            commit.headers().unwrap(),
+            serde_json::to_vec(&commit).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    ack.sequence
+}
+
+fn requested(tenant: &str, command: FileCommand) -> TaskEvent {
+    TaskEvent::TaskRequested {
+        task_id: Uuid::now_v7(),
+        tenant: TenantId::parse(tenant).unwrap(),
+        principal: "root".into(),
+        spec: TaskSpec::Command(command),
+        idempotency_key: None,
+        body_hash: None,
+        requested_at: chrono::Utc::now(),
+    }
+}
+
+/// A tenant in the same partition as `tenant` (of the default 8), so the test shows that
+/// parking isolates tenants, not partitions.
+fn neighbour_of(tenant: &str) -> String {
+    let own = partition_of_str(tenant, 8);
+    (0..)
+        .map(|i| format!("neighbour-{i}"))
+        .find(|t| partition_of_str(t, 8) == own)
+        .unwrap()
+}
+
+/// Issue 14's second check: an unprojectable commit written straight into the log parks its
+/// own tenant (row, metric, status), that tenant gets 503 for what needs the projection,
+/// its later commits wait in order, every other tenant (even in the same partition) keeps
+/// completing commands, and after a fix `resume` catches the tenant up in order.
+#[tokio::test]
+async fn an_unprojectable_commit_parks_only_its_tenant_until_resumed() {
+    let app = TestApp::spawn().await;
+    let poisoned = "poisoned";
+    let healthy = neighbour_of(poisoned);
+    let (pt, ht) = (app.admin(poisoned), app.admin(&healthy));
+    let deep = format!("/{}/{}/{}/{}", long(1), long(2), long(3), long(6));
+    let parent = format!("/{}/{}", long(4), long(5));
+    for path in [&deep, &parent] {
+        let done = app
+            .run(&pt, json!({"op": "mkdir", "path": path, "parents": true}))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    // A move whose subtree cannot fit at the target, recorded as done: the catalogue cannot
+    // hold the result.
+    let from = FilePath::parse(&format!("/{}", long(1))).unwrap();
+    let to = FilePath::parse(&format!("{parent}/{}", long(1))).unwrap();
+    let mv = FileCommand::Move {
+        from: from.clone(),
+        to: to.clone(),
+        overwrite: false,
+    };
+    let poison_seq = inject_task_commit(
+        &app,
+        poisoned,
+        vec![
+            requested(poisoned, mv),
+            TaskEvent::TaskStarted { attempt: 1 },
+            TaskEvent::EntryMoved {
+                from,
+                to,
+                overwrite: false,
+            },
+            TaskEvent::TaskSucceeded,
+        ],
+    )
+    .await;
+    let pool = app.platform.pool.clone();
+    support::eventually("the tenant to be parked", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            projection::parked_tenant(&pool, "poisoned")
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    let row = projection::parked_tenant(&pool, poisoned)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.seq as u64, poison_seq);
+    assert!(row.reason.contains("entries_path_len"), "{}", row.reason);
+
+    // A later commit of the parked tenant waits (held, in order): a valid mkdir task.
+    let after = Uuid::now_v7();
+    let later = TaskEvent::TaskRequested {
+        task_id: after,
+        tenant: TenantId::parse(poisoned).unwrap(),
+        principal: "root".into(),
+        spec: TaskSpec::Command(FileCommand::Mkdir {
+            path: FilePath::parse("/after").unwrap(),
+            parents: false,
+        }),
+        idempotency_key: None,
+        body_hash: None,
+        requested_at: chrono::Utc::now(),
+    };
+    inject_task_commit(&app, poisoned, vec![later]).await;
+
+    // The parked tenant's requests that need the projection: 503 saying so, nothing recorded.
+    let resp = app
+        .post_command(&pt, &json!({"op": "mkdir", "path": "/refused"}), None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "unavailable");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("parked"),
+        "{problem}"
+    );
+    let grant = app
+        .http
+        .post(app.url("/v1/acl/rules"))
+        .bearer_auth(&pt)
+        .json(&json!({"subject": "user:bob", "path": "/", "permissions": ["read"], "effect": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = app
+        .get_json(&pt, &format!("/v1/tasks/{after}?wait=1"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Everyone else goes on, including a tenant of the same partition.
+    for i in 0..3 {
+        let done = app
+            .run(&ht, json!({"op": "mkdir", "path": format!("/ok{i}")}))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let grant = app
+        .http
+        .post(app.url("/v1/acl/rules"))
+        .bearer_auth(&ht)
+        .json(&json!({"subject": "user:bob", "path": "/", "permissions": ["read"], "effect": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::CREATED);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fe_projection_parked_tenants 1"),
+        "{metrics}"
+    );
+
+    // The operator's view.
+    let config = Config::from_map(&app.env(&[])).unwrap();
+    let status = projection_cli::status(config.clone()).await.unwrap();
+    assert_eq!(status["parked"][0]["tenant"], poisoned, "{status}");
+    assert_eq!(status["partitions"].as_array().unwrap().len(), 8);
+
+    // Resuming without a fix: the same commit fails again, the tenant stays parked there.
+    match projection_cli::resume(config.clone(), poisoned, Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        Resumed::StillParked(row) => {
+            assert_eq!(row.seq as u64, poison_seq);
+            assert_eq!(row.attempts, 2);
+        }
+        _ => panic!("a resume without a fix must leave the tenant parked"),
+    }
+    // The fix (here: an operator lifting the limit the commit breaks), then resume: the
+    // tenant catches up in order, and its held task runs.
+    sqlx::query(
+        "ALTER TABLE entries DROP CONSTRAINT entries_path_len, DROP CONSTRAINT entries_parent_len",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(matches!(
+        projection_cli::resume(config, poisoned, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Resumed::CaughtUp
+    ));
+    let held = app.wait_task(&pt, &after.to_string()).await;
+    assert_eq!(held["status"], "succeeded", "{held}");
+    let (status, stat) = app
+        .get_json(
+            &pt,
+            &format!("/v1/stat{}", url_path(&format!("{parent}/{}", long(1)))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stat}");
+    let again = app
+        .run(&pt, json!({"op": "mkdir", "path": "/accepted-again"}))
+        .await;
+    assert_eq!(again["status"], "succeeded", "{again}");
 }
