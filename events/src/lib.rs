@@ -13,6 +13,7 @@ pub mod acl;
 pub mod audit_chain;
 pub mod audit_export;
 pub mod identity;
+pub mod partition;
 pub mod path;
 pub mod public;
 pub mod subscription;

@@ -39,6 +39,9 @@ pub enum PathError {
     SegmentTooLong,
     #[error("path is longer than {MAX_PATH_BYTES} bytes")]
     PathTooLong,
+    /// A move or copy would put some entry of the subtree at a path over the limit.
+    #[error("an entry below the source would get a path longer than {MAX_PATH_BYTES} bytes at the target")]
+    SubtreeTooLong,
     #[error("path is not valid UTF-8")]
     InvalidUtf8,
     #[error("a path segment contains a slash (an encoded '%2F')")]
@@ -208,6 +211,46 @@ impl FilePath {
             (false, false) => format!("{}{}", to.0, rest),
         };
         (rebased.len() <= MAX_PATH_BYTES).then_some(Self(rebased))
+    }
+
+    /// Length in bytes that a path of `path_len` bytes inside `from`'s subtree gets when the
+    /// subtree is rebased onto `to` (the arithmetic of [`FilePath::rebase`], without building
+    /// the string). `path_len` must be the length of `from` or of a path below it.
+    pub fn rebased_len(from: &FilePath, to: &FilePath, path_len: usize) -> usize {
+        let rest = if from.is_root() {
+            // Below the root every path is its own rest; the root itself has none.
+            if path_len <= 1 {
+                0
+            } else {
+                path_len
+            }
+        } else {
+            path_len.saturating_sub(from.0.len())
+        };
+        match (to.is_root(), rest) {
+            (_, 0) => to.0.len(),
+            (true, rest) => rest,
+            (false, rest) => to.0.len() + rest,
+        }
+    }
+
+    /// Whether moving or copying the whole subtree at `from` onto `to` keeps every path in it
+    /// within [`MAX_PATH_BYTES`], given `longest` = the byte length of the longest path in the
+    /// subtree (`from` included). Segments keep their names under a rebase, so the per-segment
+    /// limit and the depth cannot change; only the total length can, and it grows the most for
+    /// the longest path. This is the rule the API applies at request time and the worker at
+    /// execution time, so that no committed move or copy leaves the read models a path they
+    /// cannot hold.
+    pub fn check_subtree_rebase(
+        from: &FilePath,
+        to: &FilePath,
+        longest: usize,
+    ) -> Result<(), PathError> {
+        let longest = longest.max(from.0.len());
+        if Self::rebased_len(from, to, longest) > MAX_PATH_BYTES {
+            return Err(PathError::SubtreeTooLong);
+        }
+        Ok(())
     }
 }
 

@@ -270,6 +270,35 @@ fn rebase_refuses_results_over_the_limit() {
 }
 
 #[test]
+fn the_nested_move_of_the_issue_is_refused_before_it_happens() {
+    // Directories with 200-byte names, moved into each other: every single path stays valid,
+    // but the deepest descendant at the target would pass 1024 bytes.
+    let seg = "d".repeat(200);
+    let from = p(&format!("/{seg}1"));
+    let deepest = p(&format!("/{seg}1/{seg}2/{seg}3/{seg}6"));
+    let to = p(&format!("/{seg}4/{seg}5/{seg}1"));
+    assert_eq!(deepest.rebase(&from, &to), None);
+    assert_eq!(
+        FilePath::check_subtree_rebase(&from, &to, deepest.as_str().len()),
+        Err(PathError::SubtreeTooLong)
+    );
+    // The same move with a shallow subtree fits.
+    assert_eq!(
+        FilePath::check_subtree_rebase(&from, &to, from.as_str().len()),
+        Ok(())
+    );
+    assert!(!PathError::SubtreeTooLong.to_string().contains(&seg));
+}
+
+#[test]
+fn rebased_len_handles_the_root() {
+    let root = FilePath::root();
+    assert_eq!(FilePath::rebased_len(&p("/a"), &root, 4), 2); // /a/x -> /x
+    assert_eq!(FilePath::rebased_len(&root, &p("/a"), 2), 4); // /x -> /a/x
+    assert_eq!(FilePath::rebased_len(&root, &p("/a"), 1), 2); // / -> /a
+}
+
+#[test]
 fn serde_is_a_validated_string() {
     let x: FilePath = serde_json::from_str("\"/a/b/\"").unwrap();
     assert_eq!(serde_json::to_string(&x).unwrap(), "\"/a/b\"");
@@ -361,5 +390,35 @@ proptest! {
             }
         }
         prop_assert_eq!(x.rebase(&from, &from), from.contains(&x).then(|| x.clone()));
+    }
+
+    /// The length-only check agrees with rebasing every path of the subtree: it accepts
+    /// exactly when the longest path (and so every path) still fits at the target.
+    #[test]
+    fn subtree_check_agrees_with_rebase(
+        from in path(),
+        to in path(),
+        below in prop::collection::vec(prop::collection::vec(segment(), 0..4), 1..5),
+        pad in 0usize..1024,
+    ) {
+        // Long target prefixes make the limit reachable.
+        let pad_seg = "p".repeat(pad.clamp(1, 255));
+        let to = to.join(&pad_seg).unwrap();
+        let subtree: Vec<FilePath> = below
+            .iter()
+            .filter_map(|segs| {
+                segs.iter().try_fold(from.clone(), |acc, s| acc.join(s).ok())
+            })
+            .collect();
+        prop_assume!(!subtree.is_empty());
+        let longest = subtree.iter().map(|x| x.as_str().len()).max().unwrap_or(0);
+        let all_fit = subtree.iter().all(|x| x.rebase(&from, &to).is_some())
+            && from.rebase(&from, &to).is_some();
+        prop_assert_eq!(FilePath::check_subtree_rebase(&from, &to, longest).is_ok(), all_fit);
+        for x in &subtree {
+            if let Some(y) = x.rebase(&from, &to) {
+                prop_assert_eq!(FilePath::rebased_len(&from, &to, x.as_str().len()), y.as_str().len());
+            }
+        }
     }
 }

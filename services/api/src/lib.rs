@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod waits;
 
 use std::time::Instant;
 

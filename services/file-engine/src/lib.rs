@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod ops;
+pub mod projection_cli;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,7 +123,8 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             platform.pool.clone(),
             rx.clone(),
         );
-        tasks.spawn(async move { projector::run(js, pool, rx).await });
+        let partitions = platform.config.partitions;
+        tasks.spawn(async move { projector::run(js, pool, partitions, rx).await });
     }
     if roles.contains(&Role::Worker) {
         let deps = worker::WorkerDeps {

@@ -36,8 +36,14 @@ enum Command {
     All,
     /// Apply PostgreSQL migrations and JetStream stream definitions, then exit.
     Migrate,
-    /// Drop the read models and rebuild them from the event log (stop projectors first).
+    /// Drop the read models and rebuild them from the event log with FE_PARTITIONS
+    /// partitions (stop projectors first; this is also how the partition count changes).
     Replay,
+    /// Inspect the partitioned projection or resume a parked tenant.
+    Projection {
+        #[command(subcommand)]
+        action: ProjectionAction,
+    },
     /// Prove the audit index matches the event log and its hash chains are unbroken
     /// (incrementally, from each tenant's last verified head), or verify an export file
     /// offline; prints the result as JSON and exits non-zero when anything differs.
@@ -80,6 +86,20 @@ enum Command {
         roles: Vec<String>,
         #[arg(long, default_value_t = 86400)]
         ttl_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionAction {
+    /// Print every partition (checkpoint, owner) and every parked tenant (seq, reason) as JSON.
+    Status,
+    /// Retry a parked tenant after a fix and wait until it caught up (exit 1 if still parked).
+    Resume {
+        #[arg(long)]
+        tenant: String,
+        /// Seconds to wait for the projector to catch the tenant up.
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
     },
 }
 
@@ -126,11 +146,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Replay => {
             let p = Platform::connect(config).await?;
-            let seq = projector::replay(p.log.jetstream(), &p.pool).await?;
+            let partitions = p.config.partitions;
+            let seq =
+                projector::replay_with_partitions(p.log.jetstream(), &p.pool, partitions).await?;
             tracing::info!(checkpoint = seq, "read models rebuilt");
             Ok(())
         }
         Command::AuditVerify { tenant, full, .. } => audit_verify(config, tenant, full).await,
+        Command::Projection { action } => projection(config, action).await,
         Command::Bench { sections, quick } => {
             file_engine::bench::run(config, &sections, quick).await
         }
@@ -157,6 +180,42 @@ async fn main() -> anyhow::Result<()> {
                 "iat": now, "nbf": now, "exp": now + ttl_s,
             });
             println!("{}", platform::auth::mint_token(&pem, &claims, None)?);
+            Ok(())
+        }
+    }
+}
+
+async fn projection(config: Config, action: ProjectionAction) -> anyhow::Result<()> {
+    use file_engine::projection_cli::{self, Resumed};
+    match action {
+        ProjectionAction::Status => {
+            println!("{}", projection_cli::status(config).await?);
+            Ok(())
+        }
+        ProjectionAction::Resume { tenant, wait_s } => {
+            let wait = std::time::Duration::from_secs(wait_s);
+            match projection_cli::resume(config, &tenant, wait).await? {
+                Resumed::CaughtUp => {
+                    println!("{}", serde_json::json!({"tenant": tenant, "resumed": true}))
+                }
+                Resumed::NotParked => {
+                    println!("{}", serde_json::json!({"tenant": tenant, "parked": false}))
+                }
+                Resumed::StillParked(row) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"tenant": tenant, "resumed": false, "seq": row.seq, "reason": row.reason})
+                    );
+                    std::process::exit(1);
+                }
+                Resumed::Pending => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"tenant": tenant, "resumed": false, "pending": true})
+                    );
+                    std::process::exit(1);
+                }
+            }
             Ok(())
         }
     }

@@ -1,17 +1,20 @@
-//! Following the log: the ordered consumer, the per-commit transaction, leadership, replay.
+//! Entry points of the projector: [`run`] (this replica's share of the partitions),
+//! [`apply_commit`] (one commit, as its partition would), [`replay`] (rebuild everything from
+//! the log), and the log reader they share.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
+use events::partition::partition_of_str;
 use futures::StreamExt;
-use platform::db::{CHECKPOINT, PROJECTED_CHANNEL};
 use platform::event_log::LoggedCommit;
+use platform::projection::{self, LayoutError};
 use platform::streams::EVENTS_STREAM;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tokio::sync::watch;
 
-/// Advisory lock key of the active projector ("fe-proj" in ASCII).
-const LEADER_LOCK: i64 = 0x0066_652d_7072_6f6a;
+use crate::ownership::PARTITION_CLASS;
+use crate::partition::{apply_batch, Entry, MAX_BATCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -21,90 +24,39 @@ pub enum ProjectorError {
     Log(String),
     #[error("commit {seq} cannot be projected: {reason}")]
     Corrupt { seq: u64, reason: String },
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
 }
 
-/// Runs until `shutdown` turns true; reconnects with backoff after errors.
-pub async fn run(js: jetstream::Context, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
-    let leader = loop {
-        match acquire_leadership(&pool).await {
-            Ok(conn) => break conn,
-            Err(e) => tracing::warn!(error = %e, "projector: waiting for leadership"),
-        }
-        if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
-            return;
-        }
-    };
-    tracing::info!("projector: active");
-    let mut backoff = Duration::from_millis(200);
-    while !*shutdown.borrow() {
-        match follow(&js, &pool, &mut shutdown).await {
+/// Runs this replica's share of the `partitions` partitions until `shutdown` turns true.
+/// Returns early (an error log says why) when the read models were built with another
+/// partition count: that needs an operator's decision (see the README).
+pub async fn run(
+    js: jetstream::Context,
+    pool: PgPool,
+    partitions: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match projection::ensure_layout(&pool, partitions).await {
             Ok(()) => break,
-            Err(e) => {
-                metrics::counter!("fe_projector_errors_total").increment(1);
-                tracing::error!(error = %e, "projector: stopped following the log, retrying");
+            Err(e @ LayoutError::Mismatch { .. }) => {
+                tracing::error!(error = %e, "projector: refusing to start");
+                return;
             }
+            Err(e) => tracing::warn!(error = %e, "projector: waiting for the database"),
         }
-        if wait_or_shutdown(&mut shutdown, backoff).await {
-            break;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-    drop(leader);
+    tracing::info!(partitions, "projector: active");
+    crate::ownership::run(js, pool, partitions, shutdown).await;
 }
 
-/// Takes the leader lock on a connection detached from the pool: the lock lives exactly as
-/// long as that connection, so however the holder ends (return, error, crash), dropping the
-/// connection closes it and releases the lock; it can never leak into a pooled connection.
-async fn acquire_leadership(pool: &PgPool) -> Result<sqlx::PgConnection, sqlx::Error> {
-    let mut conn = pool.acquire().await?.detach();
-    loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK)
-            .fetch_one(&mut conn)
-            .await?;
-        if got {
-            return Ok(conn);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Returns true when shutdown was requested during the wait.
-async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *shutdown.borrow(),
-        r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
-    }
-}
-
-async fn follow(
-    js: &jetstream::Context,
-    pool: &PgPool,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), ProjectorError> {
-    let start = platform::db::checkpoint(pool).await? + 1;
-    let mut messages = ordered_messages(js, start).await?;
-    loop {
-        let next = tokio::select! {
-            m = messages.next() => m,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Some(message) = next else {
-            return Err(ProjectorError::Log("the ordered consumer ended".into()));
-        };
-        let message = message.map_err(|e| ProjectorError::Log(e.to_string()))?;
-        let commit =
-            LoggedCommit::from_message(&message).map_err(|e| ProjectorError::Log(e.to_string()))?;
-        apply_commit(pool, &commit).await?;
-        // Commits still ahead of the read models: the projection lag operators alert on.
-        if let Ok(info) = message.info() {
-            metrics::gauge!("fe_projector_lag_commits").set(info.pending as f64);
-        }
-        metrics::gauge!("fe_projector_checkpoint").set(commit.stream_seq as f64);
-    }
-}
-
-async fn ordered_messages(
+/// An ordered consumer over the whole log from `start_seq`.
+pub(crate) async fn ordered_messages(
     js: &jetstream::Context,
     start_seq: u64,
 ) -> Result<consumer::pull::Ordered, ProjectorError> {
@@ -115,7 +67,7 @@ async fn ordered_messages(
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: start_seq,
+                start_sequence: start_seq.max(1),
             },
             filter_subject: "fe.ev.>".into(),
             ..Default::default()
@@ -128,98 +80,88 @@ async fn ordered_messages(
         .map_err(|e| ProjectorError::Log(e.to_string()))
 }
 
-/// Applies one commit and advances the checkpoint in one transaction; a commit at or below
-/// the checkpoint is ignored. Returns whether it was applied.
-pub async fn apply_commit(pool: &PgPool, commit: &LoggedCommit) -> Result<bool, ProjectorError> {
-    let started = std::time::Instant::now();
-    let mut tx = pool.begin().await?;
-    let done: Option<i64> = sqlx::query_scalar(
-        "SELECT last_seq FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(CHECKPOINT)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if done.is_some_and(|d| d >= commit.stream_seq as i64) {
-        return Ok(false);
+/// The partition count the read models were built with (created with the default of 8 when
+/// nothing was built yet).
+async fn built_partitions(pool: &PgPool) -> Result<u32, ProjectorError> {
+    let built = projection::partition_checkpoints(pool).await?.len() as u32;
+    if built > 0 {
+        return Ok(built);
     }
-    apply_events(&mut tx, commit).await?;
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, last_seq) VALUES ($1, $2)
-         ON CONFLICT (projection) DO UPDATE SET last_seq = EXCLUDED.last_seq",
-    )
-    .bind(CHECKPOINT)
-    .bind(commit.stream_seq as i64)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(PROJECTED_CHANNEL)
-        .bind(commit.stream_seq.to_string())
+    projection::ensure_layout(pool, 8).await?;
+    Ok(8)
+}
+
+/// Applies one commit as its partition's projector would (checkpoint guard, parking) and
+/// advances that partition's checkpoint. Returns whether it was applied (false: already
+/// passed, or its tenant is parked).
+pub async fn apply_commit(pool: &PgPool, commit: &LoggedCommit) -> Result<bool, ProjectorError> {
+    let partitions = built_partitions(pool).await?;
+    let p = partition_of_str(commit.tenant.as_str(), partitions);
+    let applied = apply_batch(pool, p, partitions, &[Entry::Commit(commit.clone())]).await?;
+    Ok(applied > 0)
+}
+
+/// Drops every read model row and rebuilds from the start of the log with the partition
+/// count the read models have now; returns the position reached.
+pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, ProjectorError> {
+    let partitions = built_partitions(pool).await?;
+    replay_with_partitions(js, pool, partitions).await
+}
+
+/// [`replay`] into `partitions` partitions (the way to change `FE_PARTITIONS`). Every
+/// projector must be stopped meanwhile: the replay holds every partition lock, so it waits
+/// for running ones and they wait for it. Commits that cannot be applied park their tenant,
+/// as they would live; the replay itself goes on.
+pub async fn replay_with_partitions(
+    js: &jetstream::Context,
+    pool: &PgPool,
+    partitions: u32,
+) -> Result<u64, ProjectorError> {
+    // Every partition any configuration can have (FE_PARTITIONS is at most 1024), so that no
+    // projector of the old or the new layout runs meanwhile.
+    let mut locks = pool.acquire().await?.detach();
+    for p in 0..1024 {
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(PARTITION_CLASS)
+                .bind(p as i32)
+                .fetch_one(&mut locks)
+                .await?;
+            if got {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, audit_events, audit_heads, audit_verification, projection_checkpoints")
         .execute(&mut *tx)
         .await?;
+    projection::reset_layout(&mut tx, partitions).await?;
     tx.commit().await?;
-    metrics::counter!("fe_projector_commits_total").increment(1);
-    metrics::histogram!("fe_projector_apply_seconds").record(started.elapsed().as_secs_f64());
-    Ok(true)
-}
-
-async fn apply_events(
-    tx: &mut Transaction<'_, Postgres>,
-    commit: &LoggedCommit,
-) -> Result<(), ProjectorError> {
-    // Every commit of every aggregate type is audited.
-    crate::audit::apply_commit(tx, commit).await?;
-    if commit.aggregate_type == "acl" {
-        return crate::acl::apply_commit(tx, commit).await;
-    }
-    if commit.aggregate_type == "subscription" {
-        return crate::subscriptions::apply_commit(tx, commit).await;
-    }
-    if commit.aggregate_type != "task" {
-        // Other aggregates (e.g. subscriptions) have their own projections; unknown types are
-        // skipped so an older projector never blocks on a newer log.
-        return Ok(());
-    }
-    for stored in &commit.events {
-        let corrupt = |reason: String| ProjectorError::Corrupt {
-            seq: commit.stream_seq,
-            reason,
-        };
-        let payload = events::upcast::upcast(
-            &stored.event_type,
-            &stored.event_version,
-            stored.payload.clone(),
-        )
-        .map_err(|e| corrupt(e.to_string()))?;
-        let event: events::task::TaskEvent =
-            serde_json::from_value(payload).map_err(|e| corrupt(e.to_string()))?;
-        crate::tasks::apply(tx, commit, &event).await?;
-        crate::catalogue::apply(tx, commit, &event).await?;
-    }
-    Ok(())
-}
-
-/// Drops every read model row and rebuilds from the start of the log, then returns the
-/// checkpoint reached. The projector service must be stopped meanwhile (the advisory lock
-/// makes a running one and the replay exclusive).
-pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, ProjectorError> {
-    let leader = acquire_leadership(pool).await?;
-    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, audit_events, audit_heads, audit_verification, projection_checkpoints")
-        .execute(pool)
-        .await?;
     let last = last_stream_seq(js).await?;
     if last > 0 {
         let mut messages = ordered_messages(js, 1).await?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| ProjectorError::Log(e.to_string()))?;
-            let commit = LoggedCommit::from_message(&message)
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut reached = 0;
+        while reached < last {
+            let message = messages
+                .next()
+                .await
+                .ok_or_else(|| ProjectorError::Log("the log reader ended".into()))?
                 .map_err(|e| ProjectorError::Log(e.to_string()))?;
-            apply_commit(pool, &commit).await?;
-            if commit.stream_seq >= last {
-                break;
+            let entry = Entry::read(&message)?;
+            reached = entry.seq();
+            batch.push(entry);
+            if batch.len() >= MAX_BATCH || reached >= last {
+                for p in 0..partitions {
+                    apply_batch(pool, p, partitions, &batch).await?;
+                }
+                batch.clear();
             }
         }
     }
-    drop(leader);
+    drop(locks);
     Ok(platform::db::checkpoint(pool).await?)
 }
 

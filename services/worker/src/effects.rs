@@ -94,9 +94,39 @@ pub async fn check_preconditions(
             if !*overwrite && kind_of(s, t, to).await?.is_some() {
                 return Err(fail("already_exists", format!("{to} already exists")));
             }
-            Ok(())
+            subtree_fits(s, t, from, to).await
         }
     }
+}
+
+/// Refuses a move or copy after which some entry below `from` would have a path longer than
+/// the limit at `to` (the domain's rebase rule applied to the whole subtree, as found in
+/// storage now): committing it would give the read models a path they cannot hold.
+/// The walk stops at the first entry over the limit.
+async fn subtree_fits(
+    s: &dyn Storage,
+    t: &TenantId,
+    from: &FilePath,
+    to: &FilePath,
+) -> Result<(), EffectError> {
+    let too_long = |e: events::PathError| fail("path_invalid", e.to_string());
+    FilePath::check_subtree_rebase(from, to, from.as_str().len()).map_err(too_long)?;
+    if kind_of(s, t, from).await? != Some(EntryKind::Dir) {
+        return Ok(());
+    }
+    let mut dirs = vec![from.clone()];
+    while let Some(dir) = dirs.pop() {
+        for (name, meta) in s.list(t, &dir).await? {
+            // `dir/name`, counted in bytes like the limit.
+            let len = if dir.is_root() { 0 } else { dir.as_str().len() } + 1 + name.len();
+            FilePath::check_subtree_rebase(from, to, len).map_err(too_long)?;
+            if meta.kind == EntryKind::Dir {
+                let child = dir.join(&name).map_err(too_long)?;
+                dirs.push(child);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Performs the effect. `redo` is true when an earlier attempt may already have done it

@@ -10,6 +10,7 @@ use std::time::Duration;
 use events::task::TaskSpec;
 use events::TenantId;
 use platform::db::ProjectionWatermark;
+use platform::projection::Projected;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -64,7 +65,10 @@ pub async fn wait_for_turn(
 ) -> Result<(), sqlx::Error> {
     let mut pause = Duration::from_millis(20);
     loop {
-        if watermark.wait_for(projected_through, pause).await {
+        // Only the tenant's own partition matters. While the tenant is parked its task rows
+        // stand still: keep waiting (nothing is lost), the resume lets it go on in order.
+        let own_partition = watermark.wait_for_tenant(tenant, projected_through, pause);
+        if own_partition.await == Projected::Applied {
             let own = queued_seq(pool, tenant, task_id)
                 .await?
                 .unwrap_or(projected_through);
@@ -72,7 +76,7 @@ pub async fn wait_for_turn(
                 return Ok(());
             }
             // Blocked: wake up on the next projected commit (an earlier task finishing) or soon.
-            let _ = watermark.changed_since(watermark.current(), pause).await;
+            let _ = watermark.changed(pause).await;
         }
         pause = (pause * 2).min(Duration::from_secs(1));
     }

@@ -118,10 +118,12 @@ pub async fn grant(
         rule,
         principal: caller.clone(),
     };
+    crate::waits::refuse_if_parked(&state, &caller.tenant)?;
     let seq = execute(&state, &caller, command).await?;
     metrics::counter!("fe_acl_changes_total", "change" => "grant").increment(1);
     wait_applied(
         &state,
+        &caller.tenant,
         seq,
         &format!("the rule {} was recorded", view.rule_id),
     )
@@ -159,10 +161,11 @@ pub async fn revoke(
         rule_id,
         principal: caller.clone(),
     };
+    crate::waits::refuse_if_parked(&state, &caller.tenant)?;
     let seq = execute(&state, &caller, command).await?;
     metrics::counter!("fe_acl_changes_total", "change" => "revoke").increment(1);
     let what = format!("the revocation of rule {rule_id} was recorded");
-    wait_applied(&state, seq, &what).await?;
+    wait_applied(&state, &caller.tenant, seq, &what).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,13 +274,12 @@ async fn execute(
         .ok_or_else(|| ApiError::internal("an ACL command recorded no event"))
 }
 
-/// Waits until the read models (hence enforcement) include `seq`.
-async fn wait_applied(state: &AppState, seq: u64, what: &str) -> Result<(), ApiError> {
-    if state.watermark.wait_for(seq, APPLY_DEADLINE).await {
-        return Ok(());
-    }
-    Err(ApiError::NotYetApplied(format!(
-        "{what} (log position {seq}) but is not in force yet: the ACL projection is behind; \
-         it takes effect once projected"
-    )))
+/// Waits until the tenant's read models (hence enforcement) include `seq`.
+async fn wait_applied(
+    state: &AppState,
+    tenant: &events::TenantId,
+    seq: u64,
+    what: &str,
+) -> Result<(), ApiError> {
+    crate::waits::wait_applied(state, tenant, seq, APPLY_DEADLINE, what).await
 }

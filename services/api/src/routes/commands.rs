@@ -13,7 +13,7 @@ use events::acl::Access;
 use events::task::{
     body_hash, task_id_for_idempotency_key, FileCommand, Task, TaskCommand, TaskError, TaskSpec,
 };
-use events::{IdempotencyKey, Principal};
+use events::{FilePath, IdempotencyKey, Principal};
 use platform::event_log::{aggregate_id, ExecuteError};
 use serde::Serialize;
 use uuid::Uuid;
@@ -48,7 +48,9 @@ pub async fn post_command(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     refuse_root_mutation(&command)?;
+    crate::waits::refuse_if_parked(&state, &caller.tenant)?;
     authorize(&state, &caller, access_for(&command)).await?;
+    refuse_oversized_subtree(&state, &caller, &command).await?;
     let hash = key.as_ref().map(|_| body_hash(&raw));
     let requested = request_task(&state, &caller, TaskSpec::Command(command), key, hash).await?;
     Ok(accepted(requested.task_id))
@@ -78,6 +80,25 @@ fn refuse_root_mutation(command: &FileCommand) -> Result<(), ApiError> {
             "the root directory cannot be created, moved, copied over or deleted".into(),
         ));
     }
+    Ok(())
+}
+
+/// A move or copy whose subtree (as the catalogue knows it now) would get a path over the
+/// limit at the target is refused before anything is recorded (400 `path_invalid`); the
+/// worker checks again when the task runs, against what is there then.
+async fn refuse_oversized_subtree(
+    state: &AppState,
+    caller: &Principal,
+    command: &FileCommand,
+) -> Result<(), ApiError> {
+    let (FileCommand::Move { from, to, .. } | FileCommand::Copy { from, to, .. }) = command else {
+        return Ok(());
+    };
+    let longest =
+        crate::routes::reads::longest_path_in_subtree(state, caller.tenant.as_str(), from)
+            .await?
+            .unwrap_or(from.as_str().len());
+    FilePath::check_subtree_rebase(from, to, longest)?;
     Ok(())
 }
 

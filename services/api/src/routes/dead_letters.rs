@@ -141,7 +141,7 @@ pub async fn retry(
             if let Some(seq) = executed.stream_seq {
                 state
                     .watermark
-                    .wait_for(seq, std::time::Duration::from_secs(10))
+                    .wait_for_tenant(&caller.tenant, seq, std::time::Duration::from_secs(10))
                     .await;
             }
             Ok(accepted(task_id))

@@ -139,9 +139,16 @@ pub async fn create(
         subscription,
         principal: caller.clone(),
     };
+    crate::waits::refuse_if_parked(&state, &caller.tenant)?;
     let seq = execute(&state, &caller, command).await?;
     metrics::counter!("fe_subscription_changes_total", "change" => "create").increment(1);
-    wait_applied(&state, seq, &format!("the subscription {id} was recorded")).await?;
+    wait_applied(
+        &state,
+        &caller.tenant,
+        seq,
+        &format!("the subscription {id} was recorded"),
+    )
+    .await?;
     let view = store::get(&state, &caller.tenant, id)
         .await?
         .ok_or_else(|| ApiError::internal("a projected subscription is missing"))?;
@@ -188,10 +195,12 @@ pub async fn delete(
         id,
         principal: caller.clone(),
     };
+    crate::waits::refuse_if_parked(&state, &caller.tenant)?;
     let seq = execute(&state, &caller, command).await?;
     metrics::counter!("fe_subscription_changes_total", "change" => "delete").increment(1);
     wait_applied(
         &state,
+        &caller.tenant,
         seq,
         &format!("the deletion of subscription {id} was recorded"),
     )
@@ -270,12 +279,12 @@ async fn execute(
         .ok_or_else(|| ApiError::internal("a subscription command recorded no event"))
 }
 
-/// Waits until the read models include `seq`.
-async fn wait_applied(state: &AppState, seq: u64, what: &str) -> Result<(), ApiError> {
-    if state.watermark.wait_for(seq, APPLY_DEADLINE).await {
-        return Ok(());
-    }
-    Err(ApiError::NotYetApplied(format!(
-        "{what} (log position {seq}) but is not in force yet: the projection is behind"
-    )))
+/// Waits until the tenant's read models (hence enforcement) include `seq`.
+async fn wait_applied(
+    state: &AppState,
+    tenant: &events::TenantId,
+    seq: u64,
+    what: &str,
+) -> Result<(), ApiError> {
+    crate::waits::wait_applied(state, tenant, seq, APPLY_DEADLINE, what).await
 }

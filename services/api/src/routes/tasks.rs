@@ -108,6 +108,8 @@ pub async fn get_task(
     let task_id = Uuid::parse_str(&raw_id).map_err(|_| not_found())?;
     let deadline = Instant::now() + wait;
     loop {
+        // A parked tenant's task rows stand still: say so rather than answer stale.
+        crate::waits::refuse_if_parked(&state, &caller.tenant)?;
         let seen = state.watermark.current();
         let view = match load_row(&state, &caller, task_id).await? {
             Some(view) => view,
@@ -175,7 +177,7 @@ async fn from_log(
         // give the projector a moment to pass the outcome, then answer from it.
         state
             .watermark
-            .wait_for(last_seq, std::time::Duration::from_secs(5))
+            .wait_for_tenant(&caller.tenant, last_seq, std::time::Duration::from_secs(5))
             .await;
         if let Some(view) = load_row(state, caller, task_id).await? {
             return Ok(Some(view));

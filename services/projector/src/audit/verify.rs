@@ -238,7 +238,13 @@ async fn verify_leased(
         Mode::Incremental => lease.verified.clone(),
         Mode::Full => Verified::genesis(),
     };
-    let through = platform::db::checkpoint(pool).await?.max(start.logseq);
+    // Where every partition has passed, but never into a parked tenant's held commits: those
+    // are not in the index yet, and a parked tenant is not a broken chain.
+    let mut through = platform::db::checkpoint(pool).await?;
+    if let Some(parked) = platform::projection::parked_tenant(pool, &lease.tenant).await? {
+        through = through.min((parked.seq.max(1) - 1) as u64);
+    }
+    let through = through.max(start.logseq);
     let mut log =
         LogReader::open(js, pool, &lease.tenant, start.logseq, start.seq, through).await?;
     let mut rows = RowPager::new(&lease.tenant, start.logseq, through);

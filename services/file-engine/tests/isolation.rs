@@ -1,0 +1,383 @@
+//! Isolation between tenants: no command of one tenant can leave the read models a state they
+//! cannot hold (path limits over whole subtrees), and a commit that cannot be projected parks
+//! only its own tenant.
+
+mod support;
+
+use std::time::Duration;
+
+use events::partition::partition_of_str;
+use events::task::{FileCommand, TaskEvent, TaskSpec};
+use events::{FilePath, TenantId};
+use file_engine::projection_cli::{self, Resumed};
+use file_engine::{start, Role};
+use platform::config::Config;
+use platform::event_log::{aggregate_id, Commit, StoredEvent};
+use platform::projection;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::TestApp;
+use uuid::Uuid;
+
+/// A 200-byte directory name with a distinguishing suffix.
+fn long(n: u8) -> String {
+    format!("{}{n}", "d".repeat(199))
+}
+
+/// The trigger of issue 14: directories with long names moved into each other. Each path in
+/// the request is valid, but the subtree would land over 1024 bytes at the target. The task
+/// fails with `path_invalid` when the catalogue did not know the subtree at request time, the
+/// request is refused with 400 once it does, and another tenant's work goes on throughout.
+#[tokio::test]
+async fn nested_move_over_the_path_limit_fails_with_a_stable_code_and_others_go_on() {
+    // No worker yet: the deep tree is still only requested when the move is accepted, so the
+    // request-time check cannot see it and the execution-time check must catch it.
+    let app = TestApp::spawn_with(&[Role::Api, Role::Projector], &[]).await;
+    let t = app.admin("deep");
+    let other = app.admin("bystander");
+    let deep = format!("/{}/{}/{}/{}", long(1), long(2), long(3), long(6));
+    let target_parent = format!("/{}/{}", long(4), long(5));
+    let target = format!("{target_parent}/{}", long(1));
+    let mkdir_deep = app
+        .submit(&t, json!({"op": "mkdir", "path": deep, "parents": true}))
+        .await;
+    let mkdir_target = app
+        .submit(
+            &t,
+            json!({"op": "mkdir", "path": target_parent, "parents": true}),
+        )
+        .await;
+    let moved = app
+        .submit(
+            &t,
+            json!({"op": "move", "from": format!("/{}", long(1)), "to": target}),
+        )
+        .await;
+    let workers = start(&app.platform, &[Role::Worker]).await.expect("worker");
+
+    assert_eq!(app.wait_task(&t, &mkdir_deep).await["status"], "succeeded");
+    assert_eq!(
+        app.wait_task(&t, &mkdir_target).await["status"],
+        "succeeded"
+    );
+    let failed = app.wait_task(&t, &moved).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "path_invalid", "{failed}");
+    // Nothing moved, on disk or in the catalogue.
+    assert!(app.disk("deep", &deep).is_dir());
+    let (status, _) = app
+        .get_json(&t, &format!("/v1/stat{}", url_path(&target)))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Another tenant's commands keep completing.
+    let done = app
+        .run(
+            &other,
+            json!({"op": "mkdir", "path": "/still/here", "parents": true}),
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // Now the catalogue knows the subtree: the same move and a copy are refused at once.
+    for op in ["move", "copy"] {
+        let body = json!({"op": op, "from": format!("/{}", long(1)), "to": target});
+        let resp = app.post_command(&t, &body, None).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{op}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "path_invalid", "{problem}");
+        assert!(!problem["detail"].as_str().unwrap().contains(&long(1)));
+    }
+    // A move of the same subtree that fits is accepted and succeeds.
+    let fits = app
+        .run(
+            &t,
+            json!({"op": "move", "from": format!("/{}", long(1)), "to": "/short"}),
+        )
+        .await;
+    assert_eq!(fits["status"], "succeeded", "{fits}");
+    workers.shutdown().await;
+}
+
+/// The schema enforces the domain's limits itself: a path over 1024 bytes cannot be stored,
+/// whatever code tries.
+#[tokio::test]
+async fn the_schema_refuses_paths_the_domain_refuses() {
+    let app = TestApp::spawn_with(&[], &[]).await;
+    let too_long = format!(
+        "/{}/{}/{}/{}/{}/{}",
+        long(1),
+        long(2),
+        long(3),
+        long(4),
+        long(5),
+        long(6)
+    );
+    assert!(too_long.len() > 1024);
+    let err = sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
+         VALUES ('acme', $1, '/', 'x', 'dir', 'available', now(), 1)",
+    )
+    .bind(&too_long)
+    .execute(&app.platform.pool)
+    .await
+    .expect_err("an over-long path was stored");
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23514"), "{err}");
+    let name_too_long = sqlx::query(
+        "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
+         VALUES ('acme', '/x', '/', $1, 'dir', 'available', now(), 1)",
+    )
+    .bind("n".repeat(256))
+    .execute(&app.platform.pool)
+    .await;
+    assert!(name_too_long.is_err());
+}
+
+/// Percent-encodes each segment of a path for use in a URL.
+fn url_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Publishes one task commit straight into the log, as a buggy or older writer could have:
+/// no API validation, no worker. Returns its stream sequence.
+async fn inject_task_commit(app: &TestApp, tenant: &str, events: Vec<TaskEvent>) -> u64 {
+    use cqrs_es::DomainEvent;
+    let tenant_id = TenantId::parse(tenant).unwrap();
+    let Some(TaskEvent::TaskRequested { task_id, .. }) = events.first() else {
+        panic!("a new task starts with TaskRequested");
+    };
+    let id = aggregate_id(&tenant_id, &task_id.to_string());
+    let stored: Vec<StoredEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| StoredEvent {
+            aggregate_type: "task".into(),
+            aggregate_id: id.clone(),
+            sequence: i + 1,
+            event_type: e.event_type(),
+            event_version: e.event_version(),
+            payload: serde_json::to_value(e).unwrap(),
+            metadata: json!({"principal": "root"}),
+        })
+        .collect();
+    let commit = Commit { events: stored };
+    let ack = app
+        .platform
+        .log
+        .jetstream()
+        .publish_with_headers(
+            commit.subject().unwrap(),
+            commit.headers().unwrap(),
+            serde_json::to_vec(&commit).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    ack.sequence
+}
+
+fn requested(tenant: &str, command: FileCommand) -> TaskEvent {
+    TaskEvent::TaskRequested {
+        task_id: Uuid::now_v7(),
+        tenant: TenantId::parse(tenant).unwrap(),
+        principal: "root".into(),
+        spec: TaskSpec::Command(command),
+        idempotency_key: None,
+        body_hash: None,
+        requested_at: chrono::Utc::now(),
+    }
+}
+
+/// A tenant in the same partition as `tenant` (of the default 8), so the test shows that
+/// parking isolates tenants, not partitions.
+fn neighbour_of(tenant: &str) -> String {
+    let own = partition_of_str(tenant, 8);
+    (0..)
+        .map(|i| format!("neighbour-{i}"))
+        .find(|t| partition_of_str(t, 8) == own)
+        .unwrap()
+}
+
+/// Issue 14's second check: an unprojectable commit written straight into the log parks its
+/// own tenant (row, metric, status), that tenant gets 503 for what needs the projection,
+/// its later commits wait in order, every other tenant (even in the same partition) keeps
+/// completing commands, and after a fix `resume` catches the tenant up in order.
+#[tokio::test]
+async fn an_unprojectable_commit_parks_only_its_tenant_until_resumed() {
+    let app = TestApp::spawn().await;
+    let poisoned = "poisoned";
+    let healthy = neighbour_of(poisoned);
+    let (pt, ht) = (app.admin(poisoned), app.admin(&healthy));
+    let deep = format!("/{}/{}/{}/{}", long(1), long(2), long(3), long(6));
+    let parent = format!("/{}/{}", long(4), long(5));
+    for path in [&deep, &parent] {
+        let done = app
+            .run(&pt, json!({"op": "mkdir", "path": path, "parents": true}))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    // A move whose subtree cannot fit at the target, recorded as done: the catalogue cannot
+    // hold the result.
+    let from = FilePath::parse(&format!("/{}", long(1))).unwrap();
+    let to = FilePath::parse(&format!("{parent}/{}", long(1))).unwrap();
+    let mv = FileCommand::Move {
+        from: from.clone(),
+        to: to.clone(),
+        overwrite: false,
+    };
+    let poison_seq = inject_task_commit(
+        &app,
+        poisoned,
+        vec![
+            requested(poisoned, mv),
+            TaskEvent::TaskStarted { attempt: 1 },
+            TaskEvent::EntryMoved {
+                from,
+                to,
+                overwrite: false,
+            },
+            TaskEvent::TaskSucceeded,
+        ],
+    )
+    .await;
+    let pool = app.platform.pool.clone();
+    support::eventually("the tenant to be parked", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            projection::parked_tenant(&pool, "poisoned")
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    let row = projection::parked_tenant(&pool, poisoned)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.seq as u64, poison_seq);
+    assert!(row.reason.contains("entries_path_len"), "{}", row.reason);
+
+    // A later commit of the parked tenant waits (held, in order): a valid mkdir task.
+    let after = Uuid::now_v7();
+    let later = TaskEvent::TaskRequested {
+        task_id: after,
+        tenant: TenantId::parse(poisoned).unwrap(),
+        principal: "root".into(),
+        spec: TaskSpec::Command(FileCommand::Mkdir {
+            path: FilePath::parse("/after").unwrap(),
+            parents: false,
+        }),
+        idempotency_key: None,
+        body_hash: None,
+        requested_at: chrono::Utc::now(),
+    };
+    inject_task_commit(&app, poisoned, vec![later]).await;
+
+    // The parked tenant's requests that need the projection: 503 saying so, nothing recorded.
+    let resp = app
+        .post_command(&pt, &json!({"op": "mkdir", "path": "/refused"}), None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "unavailable");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("parked"),
+        "{problem}"
+    );
+    let grant = app
+        .http
+        .post(app.url("/v1/acl/rules"))
+        .bearer_auth(&pt)
+        .json(&json!({"subject": "user:bob", "path": "/", "permissions": ["read"], "effect": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = app
+        .get_json(&pt, &format!("/v1/tasks/{after}?wait=1"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Everyone else goes on, including a tenant of the same partition.
+    for i in 0..3 {
+        let done = app
+            .run(&ht, json!({"op": "mkdir", "path": format!("/ok{i}")}))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let grant = app
+        .http
+        .post(app.url("/v1/acl/rules"))
+        .bearer_auth(&ht)
+        .json(&json!({"subject": "user:bob", "path": "/", "permissions": ["read"], "effect": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::CREATED);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fe_projection_parked_tenants 1"),
+        "{metrics}"
+    );
+
+    // The operator's view.
+    let config = Config::from_map(&app.env(&[])).unwrap();
+    let status = projection_cli::status(config.clone()).await.unwrap();
+    assert_eq!(status["parked"][0]["tenant"], poisoned, "{status}");
+    assert_eq!(status["partitions"].as_array().unwrap().len(), 8);
+
+    // Resuming without a fix: the same commit fails again, the tenant stays parked there.
+    match projection_cli::resume(config.clone(), poisoned, Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        Resumed::StillParked(row) => {
+            assert_eq!(row.seq as u64, poison_seq);
+            assert_eq!(row.attempts, 2);
+        }
+        _ => panic!("a resume without a fix must leave the tenant parked"),
+    }
+    // The fix (here: an operator lifting the limit the commit breaks), then resume: the
+    // tenant catches up in order, and its held task runs.
+    sqlx::query(
+        "ALTER TABLE entries DROP CONSTRAINT entries_path_len, DROP CONSTRAINT entries_parent_len",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(matches!(
+        projection_cli::resume(config, poisoned, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Resumed::CaughtUp
+    ));
+    let held = app.wait_task(&pt, &after.to_string()).await;
+    assert_eq!(held["status"], "succeeded", "{held}");
+    let (status, stat) = app
+        .get_json(
+            &pt,
+            &format!("/v1/stat{}", url_path(&format!("{parent}/{}", long(1)))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stat}");
+    let again = app
+        .run(&pt, json!({"op": "mkdir", "path": "/accepted-again"}))
+        .await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+}

@@ -1,0 +1,226 @@
+//! Following one partition of the log: read commits from the partition's checkpoint, apply
+//! them in batches (one transaction per batch, bounded by count and time, with the checkpoint
+//! of the last commit), hold the commits of parked tenants, and park a tenant whose commit
+//! fails for a reason retrying will not fix, so that every other tenant goes on.
+//!
+//! The partition's checkpoint in PostgreSQL is its durable position: it is written in the same
+//! transaction as the effects, so the reader itself is an ordered (ephemeral) consumer that
+//! restarts from the checkpoint, and redelivery can never apply a commit twice.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use events::partition::partition_of_str;
+use futures::StreamExt;
+use platform::event_log::LoggedCommit;
+use platform::projection;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::apply::apply_events;
+use crate::ProjectorError;
+
+/// Most commits applied in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Longest a batch waits for more commits once it has one.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// How often an idle follower looks for resume requests.
+const RESUME_POLL: Duration = Duration::from_secs(1);
+
+/// One partition of `partitions`, as followed by its owner.
+#[derive(Clone)]
+pub(crate) struct Partition {
+    pub js: jetstream::Context,
+    pub pool: PgPool,
+    pub partition: u32,
+    pub partitions: u32,
+}
+
+/// One position of the log as the projector sees it.
+pub(crate) enum Entry {
+    Commit(LoggedCommit),
+    /// A message that is not a valid commit: it parks its tenant when the subject names one.
+    Unreadable {
+        seq: u64,
+        tenant: Option<String>,
+        reason: String,
+    },
+}
+
+impl Entry {
+    pub fn read(message: &jetstream::Message) -> Result<Self, ProjectorError> {
+        match LoggedCommit::from_message(message) {
+            Ok(commit) => Ok(Self::Commit(commit)),
+            Err(e) => {
+                let seq = message
+                    .info()
+                    .map_err(|e| ProjectorError::Log(e.to_string()))?
+                    .stream_sequence;
+                // `fe.ev.<tenant>.<type>.<id>`: the tenant token, when it is a valid tenant.
+                let tenant = message
+                    .subject
+                    .as_str()
+                    .split('.')
+                    .nth(2)
+                    .filter(|t| events::TenantId::parse(t).is_ok())
+                    .map(str::to_owned);
+                Ok(Self::Unreadable {
+                    seq,
+                    tenant,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Commit(c) => c.stream_seq,
+            Self::Unreadable { seq, .. } => *seq,
+        }
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Commit(c) => Some(c.tenant.as_str()),
+            Self::Unreadable { tenant, .. } => tenant.as_deref(),
+        }
+    }
+}
+
+/// Follows the partition until `stop` turns true. Returns an error (to be retried by the
+/// caller with backoff) on transient failures; nothing is skipped, the next attempt restarts
+/// from the checkpoint.
+pub(crate) async fn follow(
+    part: &Partition,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), ProjectorError> {
+    let start = projection::partition_checkpoint(&part.pool, part.partition).await? + 1;
+    let mut messages = crate::runner::ordered_messages(&part.js, start).await?;
+    let mut resume_checked = Instant::now() - RESUME_POLL;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if resume_checked.elapsed() >= RESUME_POLL {
+            crate::resume::serve_requests(part).await?;
+            resume_checked = Instant::now();
+        }
+        let first = tokio::select! {
+            m = messages.next() => m,
+            _ = stop.changed() => return Ok(()),
+            _ = tokio::time::sleep(RESUME_POLL) => continue,
+        };
+        let first = first.ok_or_else(|| ProjectorError::Log("the log reader ended".into()))?;
+        let first = first.map_err(|e| ProjectorError::Log(e.to_string()))?;
+        let mut pending = first.info().map(|i| i.pending).unwrap_or(0);
+        let mut batch = vec![Entry::read(&first)?];
+        let window = tokio::time::Instant::now() + BATCH_WINDOW;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(window, messages.next()).await {
+                Ok(Some(m)) => {
+                    let m = m.map_err(|e| ProjectorError::Log(e.to_string()))?;
+                    pending = m.info().map(|i| i.pending).unwrap_or(pending);
+                    batch.push(Entry::read(&m)?);
+                }
+                Ok(None) => return Err(ProjectorError::Log("the log reader ended".into())),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&part.pool, part.partition, part.partitions, &batch).await?;
+        let label = part.partition.to_string();
+        metrics::gauge!("fe_projector_lag_commits", "partition" => label.clone())
+            .set(pending as f64);
+        metrics::gauge!("fe_projector_checkpoint", "partition" => label)
+            .set(batch.last().map_or(0, Entry::seq) as f64);
+    }
+}
+
+/// Applies the commits of `batch` that belong to `partition` in one transaction and moves the
+/// partition's checkpoint to the last position of the batch. Commits at or below the
+/// checkpoint are ignored (redelivery, a second owner); commits of parked tenants are held;
+/// a commit that fails permanently is rolled back to its savepoint and parks its tenant.
+/// A transient failure rolls the whole batch back and is returned. Returns how many commits
+/// were applied.
+pub(crate) async fn apply_batch(
+    pool: &PgPool,
+    partition: u32,
+    partitions: u32,
+    batch: &[Entry],
+) -> Result<usize, ProjectorError> {
+    let Some(last) = batch.last() else {
+        return Ok(0);
+    };
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    let done = projection::lock_partition(&mut tx, partition).await?;
+    if last.seq() <= done {
+        return Ok(0);
+    }
+    let mut parked: HashMap<String, u64> =
+        projection::parked_in_partition(&mut tx, partition, partitions).await?;
+    let mut applied = 0;
+    for entry in batch.iter().filter(|e| e.seq() > done) {
+        let Some(tenant) = entry.tenant() else {
+            // No tenant to park: it cannot belong to any read model. Loud, never silent.
+            metrics::counter!("fe_projector_unreadable_commits_total").increment(1);
+            tracing::error!(
+                seq = entry.seq(),
+                "projector: a log entry names no tenant; skipped"
+            );
+            continue;
+        };
+        if partition_of_str(tenant, partitions) != partition {
+            continue;
+        }
+        if parked.contains_key(tenant) {
+            metrics::counter!("fe_projection_held_commits_total").increment(1);
+            continue;
+        }
+        match apply_one(&mut tx, entry).await {
+            Ok(()) => applied += 1,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                let reason = e.to_string();
+                projection::park(&mut tx, tenant, entry.seq(), &reason).await?;
+                parked.insert(tenant.to_owned(), entry.seq());
+                metrics::counter!("fe_projection_parkings_total").increment(1);
+                tracing::error!(%tenant, seq = entry.seq(), %reason, "projector: tenant parked");
+            }
+        }
+    }
+    projection::advance_partition(&mut tx, partition, last.seq()).await?;
+    tx.commit().await?;
+    metrics::counter!("fe_projector_commits_total").increment(applied as u64);
+    metrics::histogram!("fe_projector_batch_seconds").record(started.elapsed().as_secs_f64());
+    Ok(applied)
+}
+
+/// Applies one entry inside a savepoint of `tx`, so that a permanent failure undoes exactly
+/// this commit and leaves the rest of the batch intact.
+pub(crate) async fn apply_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    entry: &Entry,
+) -> Result<(), ProjectorError> {
+    let commit = match entry {
+        Entry::Commit(c) => c,
+        Entry::Unreadable { seq, reason, .. } => {
+            return Err(ProjectorError::Corrupt {
+                seq: *seq,
+                reason: reason.clone(),
+            })
+        }
+    };
+    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+    match apply_events(&mut savepoint, commit).await {
+        Ok(()) => {
+            savepoint.commit().await?;
+            Ok(())
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            Err(e)
+        }
+    }
+}
