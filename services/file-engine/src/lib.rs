@@ -17,6 +17,7 @@ use platform::streams;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Connections and resources shared by every role of the process.
 #[derive(Clone)]
@@ -80,6 +81,8 @@ impl Platform {
 /// Running roles of one process; dropping it does not stop them, [`Services::shutdown`] does.
 pub struct Services {
     shutdown: watch::Sender<bool>,
+    /// The same request for the roles on the consumer runtime ([`platform::consumer`]).
+    cancel: CancellationToken,
     tasks: JoinSet<()>,
     pub http_addr: Option<SocketAddr>,
 }
@@ -88,6 +91,7 @@ impl Services {
     /// Asks every role to stop and waits for in-flight work to drain.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
 
@@ -104,6 +108,8 @@ impl Services {
 
 pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Services> {
     let (tx, rx) = watch::channel(false);
+    let cancel = CancellationToken::new();
+    let drain = drain_time(&platform.config);
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
     let watermark = ProjectionWatermark::start(platform.pool.clone())
@@ -124,12 +130,14 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             watermark: watermark.clone(),
             storage: platform.storage.clone(),
             concurrency: platform.config.worker_concurrency,
+            tenant_concurrency: platform.config.worker_tenant_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
+            drain,
         };
         let (janitor_deps, janitor_rx) = (deps.clone(), rx.clone());
         tasks.spawn(async move { worker::janitor::run(janitor_deps, janitor_rx).await });
-        let rx = rx.clone();
-        tasks.spawn(async move { worker::run(deps, rx).await });
+        let cancel = cancel.clone();
+        tasks.spawn(async move { worker::run(deps, cancel).await });
     }
     if roles.contains(&Role::Scanner) {
         let c = &platform.config;
@@ -170,9 +178,17 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
     }
     Ok(Services {
         shutdown: tx,
+        cancel,
         tasks,
         http_addr,
     })
+}
+
+/// How long consumers let deliveries in flight finish after SIGTERM before they release them
+/// for redelivery: three fifths of `FE_SHUTDOWN_TIMEOUT_S`, so that releasing, closing and
+/// exiting fit in the rest of the deadline.
+pub fn drain_time(c: &Config) -> std::time::Duration {
+    std::time::Duration::from_millis(c.shutdown_timeout_s.max(1) * 600)
 }
 
 /// The key webhook secrets are derived from; `None` when `FE_WEBHOOK_SECRET_KEY` is unset.

@@ -17,9 +17,12 @@
 //! scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging ([`janitor`]).
 
 mod effects;
+mod failures;
 pub mod janitor;
 mod ordering;
 mod promote;
 mod run;
+mod tenant_slots;
 
-pub use run::{run, WorkerDeps};
+pub use failures::MAX_ATTEMPTS;
+pub use run::{run, WorkerDeps, FAILURE_BACKOFF, TURN_WAIT, WAIT_BACKOFF};
