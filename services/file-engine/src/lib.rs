@@ -150,14 +150,15 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             ),
             concurrency: c.scanner_concurrency,
             ack_wait: scanner::DEFAULT_ACK_WAIT,
+            drain,
         };
-        let rx = rx.clone();
-        tasks.spawn(async move { scanner::run(deps, rx).await });
+        let cancel = cancel.clone();
+        tasks.spawn(async move { scanner::run(deps, cancel).await });
     }
     if roles.contains(&Role::Notifier) {
         if let Some(deps) = notifier_deps(platform, &watermark)? {
-            let rx = rx.clone();
-            tasks.spawn(async move { notifier::run(deps, rx).await });
+            let (rx, cancel) = (rx.clone(), cancel.clone());
+            tasks.spawn(async move { notifier::run(deps, rx, cancel, drain).await });
         }
     }
     if roles.contains(&Role::Api) {

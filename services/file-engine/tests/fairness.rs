@@ -63,7 +63,10 @@ async fn a_tenant_full_of_waiting_tasks_does_not_delay_another_tenant() {
     );
     for id in waiting.iter().take(5) {
         let (_, t) = app.get_json(&hog, &format!("/v1/tasks/{id}")).await;
-        assert_eq!(t["status"], "pending", "a waiting task must stay queued: {t}");
+        assert_eq!(
+            t["status"], "pending",
+            "a waiting task must stay queued: {t}"
+        );
     }
 
     // Unblock: a scanner passes the upload, and every waiting task then runs to an outcome

@@ -139,7 +139,10 @@ impl Handler for Worker {
             }
             Ok(Step::NotMyTurn) => {
                 metrics::counter!("fe_worker_released_total", "reason" => "turn").increment(1);
-                Outcome::retry("waiting for an earlier task", WAIT_BACKOFF.delay(delivery.delivered))
+                Outcome::retry(
+                    "waiting for an earlier task",
+                    WAIT_BACKOFF.delay(delivery.delivered),
+                )
             }
             Err(reason) => self.failed(delivery, reason).await,
         }
@@ -217,19 +220,26 @@ impl Worker {
     /// A transient failure: retried with backoff, dead-lettered after the last attempt.
     async fn failed(&self, delivery: &Delivery<Vec<TaskEvent>>, reason: String) -> Outcome {
         let commit = &delivery.commit;
-        let attempts = match failures::record(&self.deps.pool, &commit.tenant, commit.stream_seq).await {
-            Ok(attempts) => attempts,
-            Err(e) => {
-                tracing::warn!(%reason, error = %e, "worker: failure not counted, will retry");
-                return Outcome::retry(reason, FAILURE_BACKOFF.delay(delivery.delivered));
-            }
-        };
+        let attempts =
+            match failures::record(&self.deps.pool, &commit.tenant, commit.stream_seq).await {
+                Ok(attempts) => attempts,
+                Err(e) => {
+                    tracing::warn!(%reason, error = %e, "worker: failure not counted, will retry");
+                    return Outcome::retry(reason, FAILURE_BACKOFF.delay(delivery.delivered));
+                }
+            };
         if attempts < failures::MAX_ATTEMPTS {
             tracing::warn!(%reason, attempts, "worker: transient failure, will retry");
             return Outcome::retry(reason, FAILURE_BACKOFF.delay(i64::from(attempts)));
         }
         let failure = TaskFailure::new("storage_error", reason);
-        match execute(&self.deps, commit, TaskCommand::DeadLetter { error: failure }).await {
+        match execute(
+            &self.deps,
+            commit,
+            TaskCommand::DeadLetter { error: failure },
+        )
+        .await
+        {
             Ok(()) => {
                 metrics::counter!("fe_tasks_dead_lettered_total").increment(1);
                 let _ = failures::clear(&self.deps.pool, commit.stream_seq).await;

@@ -79,8 +79,9 @@ impl<E: DeserializeOwned + Send + Sync + 'static> Decode for Vec<E> {
                 )
                 .map_err(|e| failed(e.to_string()))?;
                 // Only the category and position: serde's message could quote payload text.
-                serde_json::from_value(payload)
-                    .map_err(|e| failed(format!("{:?} error at column {}", e.classify(), e.column())))
+                serde_json::from_value(payload).map_err(|e| {
+                    failed(format!("{:?} error at column {}", e.classify(), e.column()))
+                })
             })
             .collect()
     }
@@ -146,7 +147,10 @@ mod tests {
             serde_json::json!({"DirCreated": {"path": "/a"}}),
         );
         let events = Vec::<TaskEvent>::decode(&old).unwrap();
-        assert!(matches!(&events[0], TaskEvent::DirCreated { parents: false, .. }));
+        assert!(matches!(
+            &events[0],
+            TaskEvent::DirCreated { parents: false, .. }
+        ));
     }
 
     #[test]
@@ -157,7 +161,10 @@ mod tests {
             serde_json::json!({"FileScanned": {"clean": "secret-text"}}),
         );
         let err = Vec::<TaskEvent>::decode(&c).unwrap_err().to_string();
-        assert!(err.contains("sequence 9") && err.contains("file.scanned"), "{err}");
+        assert!(
+            err.contains("sequence 9") && err.contains("file.scanned"),
+            "{err}"
+        );
         assert!(!err.contains("secret-text"), "{err}");
         let unknown = commit("file.scanned", "7", serde_json::json!({}));
         assert!(Vec::<TaskEvent>::decode(&unknown).is_err());

@@ -65,7 +65,8 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How long an acknowledgement may take; past it JetStream's `ack_wait` takes over.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pauses between attempts to subscribe while JetStream is unreachable.
-const SUBSCRIBE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+const SUBSCRIBE_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 /// What a service does with the commits of its consumer.
 pub trait Handler: Send + Sync + 'static {
@@ -243,7 +244,11 @@ async fn settle_one<H: Handler>(
     release: CancellationToken,
 ) {
     let heartbeat = (spec.ack_wait / 3).max(Duration::from_millis(100));
-    let work = with_heartbeat(&message, heartbeat, decide(handler.as_ref(), spec.name, &message));
+    let work = with_heartbeat(
+        &message,
+        heartbeat,
+        decide(handler.as_ref(), spec.name, &message),
+    );
     let outcome = tokio::select! {
         outcome = work => outcome,
         _ = release.cancelled() => {
@@ -256,18 +261,30 @@ async fn settle_one<H: Handler>(
 }
 
 /// Filters, decodes and hands one message to the handler.
-async fn decide<H: Handler>(handler: &H, consumer: &'static str, message: &jetstream::Message) -> Outcome {
+async fn decide<H: Handler>(
+    handler: &H,
+    consumer: &'static str,
+    message: &jetstream::Message,
+) -> Outcome {
     let types = event_types(message.headers.as_ref());
     if !types.is_empty() && !handler.wants(&types) {
         return Outcome::Done;
     }
     let commit = match LoggedCommit::from_message(message) {
         Ok(commit) => commit,
-        Err(e) => return Outcome::Reject { reason: e.to_string() },
+        Err(e) => {
+            return Outcome::Reject {
+                reason: e.to_string(),
+            }
+        }
     };
     let events = match H::Events::decode(&commit) {
         Ok(events) => events,
-        Err(e) => return Outcome::Reject { reason: e.to_string() },
+        Err(e) => {
+            return Outcome::Reject {
+                reason: e.to_string(),
+            }
+        }
     };
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
     let span = tracing::info_span!("delivery", consumer, tenant = %commit.tenant,
