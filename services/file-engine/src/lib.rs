@@ -251,6 +251,9 @@ fn api_state(
             allowed_types: c.allowed_types.clone(),
             cors_origins: c.cors_origins.clone(),
             rate_limit_per_min: c.rate_limit_per_min,
+            header_timeout: std::time::Duration::from_secs(c.http_header_timeout_s.max(1)),
+            body_idle_timeout: std::time::Duration::from_secs(c.http_body_idle_timeout_s.max(1)),
+            max_connections: c.http_max_connections.max(1),
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
@@ -258,7 +261,12 @@ fn api_state(
             c.rate_limit_per_min,
             c.tenant_rate_limit_per_min,
         ),
-        sse_slots: Arc::new(tokio::sync::Semaphore::new(c.sse_max_connections.max(1))),
+        sse_slots: api::stream_slots::StreamSlots::new(
+            c.sse_max_connections,
+            c.sse_max_per_tenant,
+            c.sse_max_per_principal,
+        ),
+        readiness: api::routes::ops::Readiness::default(),
         acl: api::authz::AclCache::default(),
         webhooks: Arc::new(api::state::WebhookSettings {
             allow_private: c.webhook_allow_private,

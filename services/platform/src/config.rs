@@ -38,6 +38,21 @@ pub struct Config {
     pub rate_limit_per_min: u32,
     pub tenant_rate_limit_per_min: u32,
     pub sse_max_connections: usize,
+    /// Open `GET /v1/events` streams per tenant per API process (`FE_SSE_MAX_PER_TENANT`,
+    /// default 100; 429 beyond).
+    pub sse_max_per_tenant: usize,
+    /// Open `GET /v1/events` streams per principal per API process
+    /// (`FE_SSE_MAX_PER_PRINCIPAL`, default 10; 429 beyond).
+    pub sse_max_per_principal: usize,
+    /// A client must finish sending its request headers within this time
+    /// (`FE_HTTP_HEADER_TIMEOUT_S`, default 30), else the connection is closed.
+    pub http_header_timeout_s: u64,
+    /// A request body may pause at most this long between chunks
+    /// (`FE_HTTP_BODY_IDLE_TIMEOUT_S`, default 60), else the request fails.
+    pub http_body_idle_timeout_s: u64,
+    /// Open connections per API process (`FE_HTTP_MAX_CONNECTIONS`, default 10000); further
+    /// connections wait in the listen backlog until one closes.
+    pub http_max_connections: usize,
     pub cors_origins: Vec<String>,
     pub log_level: String,
     pub otlp_endpoint: Option<String>,
@@ -143,6 +158,11 @@ impl Config {
             rate_limit_per_min: parse(&get, "FE_RATE_LIMIT_PER_MIN", "6000")?,
             tenant_rate_limit_per_min: parse(&get, "FE_TENANT_RATE_LIMIT_PER_MIN", "60000")?,
             sse_max_connections: parse(&get, "FE_SSE_MAX_CONNECTIONS", "1000")?,
+            sse_max_per_tenant: parse(&get, "FE_SSE_MAX_PER_TENANT", "100")?,
+            sse_max_per_principal: parse(&get, "FE_SSE_MAX_PER_PRINCIPAL", "10")?,
+            http_header_timeout_s: parse(&get, "FE_HTTP_HEADER_TIMEOUT_S", "30")?,
+            http_body_idle_timeout_s: parse(&get, "FE_HTTP_BODY_IDLE_TIMEOUT_S", "60")?,
+            http_max_connections: parse(&get, "FE_HTTP_MAX_CONNECTIONS", "10000")?,
             cors_origins: list(get("FE_CORS_ORIGINS").as_deref().unwrap_or("")),
             log_level: get("FE_LOG_LEVEL").unwrap_or_else(|| "info".into()),
             otlp_endpoint: get("FE_OTLP_ENDPOINT"),
