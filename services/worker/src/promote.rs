@@ -3,7 +3,7 @@
 //! version retained for links made to it), and `file.available` + `task.succeeded` are
 //! committed together. Uploads take their turn in the per-path log order like commands.
 
-use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
+use events::task::{TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
 use platform::event_log::LoggedCommit;
 use platform::storage::{EntryKind, Storage};
@@ -13,12 +13,7 @@ use crate::run::{execute, record_failure, Step, Worker, WorkerDeps};
 
 pub(crate) async fn promote(worker: &Worker, commit: &LoggedCommit) -> Result<Step, String> {
     let deps = &worker.deps;
-    let task = deps
-        .log
-        .load::<Task>(&commit.aggregate_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .aggregate;
+    let task = worker.load_task(commit).await?;
     let (Some(task_id), Some(TaskSpec::Upload(upload))) = (task.task_id, task.spec.clone()) else {
         return Ok(Step::Settled);
     };

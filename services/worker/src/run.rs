@@ -153,12 +153,7 @@ impl Worker {
     /// Runs one command task to a recorded outcome. `Err` = transient, retried later.
     async fn process(&self, commit: &LoggedCommit) -> Result<Step, String> {
         let deps = &self.deps;
-        let task = deps
-            .log
-            .load::<Task>(&commit.aggregate_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .aggregate;
+        let task = self.load_task(commit).await?;
         let (Some(task_id), Some(TaskSpec::Command(cmd))) = (task.task_id, task.spec.clone())
         else {
             return Ok(Step::Settled); // uploads are driven by the scanner and promotion
@@ -190,6 +185,12 @@ impl Worker {
             }
             Err(err) => record_failure(deps, commit, err).await,
         }
+    }
+
+    /// The task of `commit` as the log has it now (a redelivery may find it terminal).
+    pub(crate) async fn load_task(&self, commit: &LoggedCommit) -> Result<Task, String> {
+        let loaded = self.deps.log.load::<Task>(&commit.aggregate_id).await;
+        loaded.map(|l| l.aggregate).map_err(|e| e.to_string())
     }
 
     /// Waits (at most [`TURN_WAIT`]) for the task's turn in the per-path log order, then for
