@@ -58,7 +58,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let limit = state.settings.max_command_bytes;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes")))?;
+            .map_err(|e| body_error(e, limit))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
         check_path_fields(&value)?;
@@ -66,6 +66,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")))?;
         Ok(JsonBody(parsed, value))
     }
+}
+
+/// A body that could not be read: over the limit (413), or stalled past the body idle
+/// timeout or cut off by the client (400).
+fn body_error(error: axum::Error, limit: usize) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes"));
+        }
+        source = e.source();
+    }
+    ApiError::BadRequest("the request body stalled or was cut off".into())
 }
 
 /// Path-valued fields (`path`, `from`, `to`) that are strings must be valid tenant paths; this

@@ -14,8 +14,10 @@ pub mod files;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod waits;
+pub mod stream_slots;
 
 use std::time::Instant;
 
@@ -27,6 +29,7 @@ use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use state::{ApiSettings, AppState};
 
@@ -34,6 +37,7 @@ use error::ApiError;
 
 pub fn router(state: AppState) -> axum::Router {
     let cors = cors_layer(&state.settings.cors_origins);
+    let body_idle_timeout = state.settings.body_idle_timeout;
     // The one route list (`openapi::routes`) serves and documents every operation; the
     // root of a tenant (`/v1/stat/`, `/v1/list/`) is the same operation with an empty path.
     let (routes, _) = openapi::routes().split_for_parts();
@@ -46,6 +50,7 @@ pub fn router(state: AppState) -> axum::Router {
         })
         .with_state(state);
     let mut app = api
+        .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
         .layer(middleware::from_fn(record_metrics))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
@@ -135,13 +140,12 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests (see [`server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let settings = state.settings.clone();
+    server::serve(listener, router(state), &settings, shutdown).await
 }

@@ -16,6 +16,12 @@ pub struct ApiSettings {
     pub allowed_types: Vec<String>,
     pub cors_origins: Vec<String>,
     pub rate_limit_per_min: u32,
+    /// Request headers must arrive within this time (`FE_HTTP_HEADER_TIMEOUT_S`).
+    pub header_timeout: std::time::Duration,
+    /// Longest pause between chunks of a request body (`FE_HTTP_BODY_IDLE_TIMEOUT_S`).
+    pub body_idle_timeout: std::time::Duration,
+    /// Open connections per process (`FE_HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 #[derive(Clone)]
@@ -34,9 +40,11 @@ pub struct AppState {
     pub acl: crate::authz::AclCache,
     /// Per-principal and per-tenant request limits.
     pub rate_limits: crate::rate_limit::RateLimits,
-    /// Slots for open event streams (`FE_SSE_MAX_CONNECTIONS` per API process): each open
-    /// `GET /v1/events` holds one, so idle streams cannot exhaust the process.
-    pub sse_slots: Arc<tokio::sync::Semaphore>,
+    /// Slots for open event streams (per process, tenant and principal): each open
+    /// `GET /v1/events` holds one of each, so idle streams cannot exhaust the process.
+    pub sse_slots: crate::stream_slots::StreamSlots,
+    /// The last readiness probe, answered again for a moment (`/readyz` stays cheap).
+    pub readiness: crate::routes::ops::Readiness,
     /// Webhook subscriptions: the SSRF switch and the key secrets are derived from.
     pub webhooks: Arc<WebhookSettings>,
     /// Turns true when the server stops; long-lived responses (SSE) end on it so that a

@@ -19,6 +19,7 @@ use platform::streams;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Connections and resources shared by every role of the process.
 #[derive(Clone)]
@@ -82,6 +83,8 @@ impl Platform {
 /// Running roles of one process; dropping it does not stop them, [`Services::shutdown`] does.
 pub struct Services {
     shutdown: watch::Sender<bool>,
+    /// The same request for the roles on the consumer runtime ([`platform::consumer`]).
+    cancel: CancellationToken,
     tasks: JoinSet<()>,
     pub http_addr: Option<SocketAddr>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served apart from the API, if anywhere
@@ -93,6 +96,7 @@ impl Services {
     /// Asks every role to stop and waits for in-flight work to drain.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
 
@@ -109,6 +113,8 @@ impl Services {
 
 pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Services> {
     let (tx, rx) = watch::channel(false);
+    let cancel = CancellationToken::new();
+    let drain = drain_time(&platform.config);
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
     // Every process records metrics, whichever roles it runs.
@@ -133,12 +139,14 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             watermark: watermark.clone(),
             storage: platform.storage.clone(),
             concurrency: platform.config.worker_concurrency,
+            tenant_concurrency: platform.config.worker_tenant_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
+            drain,
         };
         let (janitor_deps, janitor_rx) = (deps.clone(), rx.clone());
         tasks.spawn(async move { worker::janitor::run(janitor_deps, janitor_rx).await });
-        let rx = rx.clone();
-        tasks.spawn(async move { worker::run(deps, rx).await });
+        let cancel = cancel.clone();
+        tasks.spawn(async move { worker::run(deps, cancel).await });
     }
     if roles.contains(&Role::Scanner) {
         let c = &platform.config;
@@ -151,14 +159,15 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             ),
             concurrency: c.scanner_concurrency,
             ack_wait: scanner::DEFAULT_ACK_WAIT,
+            drain,
         };
-        let rx = rx.clone();
-        tasks.spawn(async move { scanner::run(deps, rx).await });
+        let cancel = cancel.clone();
+        tasks.spawn(async move { scanner::run(deps, cancel).await });
     }
     if roles.contains(&Role::Notifier) {
         if let Some(deps) = notifier_deps(platform, &watermark)? {
-            let rx = rx.clone();
-            tasks.spawn(async move { notifier::run(deps, rx).await });
+            let (rx, cancel) = (rx.clone(), cancel.clone());
+            tasks.spawn(async move { notifier::run(deps, rx, cancel, drain).await });
         }
     }
     if roles.contains(&Role::Api) {
@@ -215,10 +224,18 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
     };
     Ok(Services {
         shutdown: tx,
+        cancel,
         tasks,
         http_addr,
         ops_addr,
     })
+}
+
+/// How long consumers let deliveries in flight finish after SIGTERM before they release them
+/// for redelivery: three fifths of `FE_SHUTDOWN_TIMEOUT_S`, so that releasing, closing and
+/// exiting fit in the rest of the deadline.
+pub fn drain_time(c: &Config) -> std::time::Duration {
+    std::time::Duration::from_millis(c.shutdown_timeout_s.max(1) * 600)
 }
 
 /// The key webhook secrets are derived from; `None` when `FE_WEBHOOK_SECRET_KEY` is unset.
@@ -280,6 +297,9 @@ fn api_state(
             allowed_types: c.allowed_types.clone(),
             cors_origins: c.cors_origins.clone(),
             rate_limit_per_min: c.rate_limit_per_min,
+            header_timeout: std::time::Duration::from_secs(c.http_header_timeout_s.max(1)),
+            body_idle_timeout: std::time::Duration::from_secs(c.http_body_idle_timeout_s.max(1)),
+            max_connections: c.http_max_connections.max(1),
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
@@ -287,7 +307,12 @@ fn api_state(
             c.rate_limit_per_min,
             c.tenant_rate_limit_per_min,
         ),
-        sse_slots: Arc::new(tokio::sync::Semaphore::new(c.sse_max_connections.max(1))),
+        sse_slots: api::stream_slots::StreamSlots::new(
+            c.sse_max_connections,
+            c.sse_max_per_tenant,
+            c.sse_max_per_principal,
+        ),
+        readiness: api::routes::ops::Readiness::default(),
         acl: api::authz::AclCache::default(),
         webhooks: Arc::new(api::state::WebhookSettings {
             allow_private: c.webhook_allow_private,

@@ -253,17 +253,45 @@ fn audit_verify_file(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `roles` until SIGTERM (or Ctrl-C), then stops within `FE_SHUTDOWN_TIMEOUT_S` whatever
+/// the dependencies' state: the roles stop taking work and drain (consumers release what is
+/// still in flight for redelivery at three fifths of the deadline, see
+/// [`file_engine::drain_time`]); whatever has not stopped at the deadline is abandoned — every
+/// effect is redo-safe and unacknowledged work is redelivered — and the process exits.
 async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
-    let platform = Platform::connect(config).await?;
+    let deadline = std::time::Duration::from_secs(config.shutdown_timeout_s.max(1));
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    // A signal while still connecting (NATS or PostgreSQL unreachable) stops at once.
+    let platform = tokio::select! {
+        platform = Platform::connect(config) => platform?,
+        _ = &mut stop => {
+            tracing::info!("stopped before the roles started");
+            return Ok(());
+        }
+    };
     let mut services = start(&platform, roles).await?;
     if let Some(addr) = services.http_addr {
         tracing::info!(%addr, "api listening");
     }
+    tracing::info!(?roles, "roles started");
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = &mut stop => tracing::info!(?deadline, "shutting down"),
         _ = services.wait_any() => anyhow::bail!("a service stopped unexpectedly"),
     }
-    services.shutdown().await;
+    let started = std::time::Instant::now();
+    if tokio::time::timeout(deadline, services.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?deadline,
+            "shutdown deadline reached; exiting with unfinished work left to redelivery"
+        );
+        // Not a return through the runtime's drop, which would wait for blocking file IO.
+        std::process::exit(0);
+    }
+    tracing::info!(took = ?started.elapsed(), "stopped");
     Ok(())
 }
 

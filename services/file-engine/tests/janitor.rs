@@ -21,7 +21,9 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
             .unwrap(),
         storage: app.platform.storage.clone(),
         concurrency: 1,
+        tenant_concurrency: 1,
         ack_wait: Duration::from_secs(10),
+        drain: Duration::from_secs(1),
     }
 }
 

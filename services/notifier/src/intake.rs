@@ -13,18 +13,21 @@
 //! Sending is the engine's job: the intake never waits for a receiver, so no subscriber can
 //! slow it down. Database trouble is retried with `Nak(delay)` (1 s doubling to 30 s);
 //! `max_deliver` is unlimited so nothing is lost while PostgreSQL is down.
+//!
+//! It runs on the consumer runtime ([`platform::consumer`]) with one slot: commits are queued
+//! in log order, so deliveries of one subscription are queued in the order of their events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{self, AckKind};
 use events::public;
-use futures::StreamExt;
-use platform::event_log::{event_types, LoggedCommit};
+use platform::consumer::{self, Backoff, ConsumerSettings, Delivery, Handler, Outcome};
+use platform::event_log::LoggedCommit;
+use platform::projection::Projected;
 use platform::public_events::public_events;
 use platform::streams::{self, DurableSpec};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::queue::{self, NewDelivery};
 use crate::NotifierDeps;
@@ -35,9 +38,8 @@ pub const CONSUMER_NAME: &str = "fe-notifier";
 const ACK_WAIT: Duration = Duration::from_secs(60);
 /// How long the intake waits for the projection before it lets the commit go round again.
 const PROJECTION_WAIT: Duration = Duration::from_secs(20);
-/// Messages fetched per pull request.
-const BATCH: usize = 64;
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// Delays before a commit that could not be queued is delivered again: 1 s doubling to 30 s.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// The notifier's consumer: every commit of every tenant, never given up on. `backoff` stays
 /// empty (it would override `ack_wait`); retries are explicit `Nak(delay)`.
@@ -52,12 +54,6 @@ pub fn consumer_spec() -> DurableSpec {
     }
 }
 
-/// Delay before a commit that could not be queued is delivered again: 1 s doubling to 30 s.
-fn retry_delay(delivered: i64) -> Duration {
-    let doublings = delivered.saturating_sub(1).clamp(0, 5) as u32;
-    Duration::from_secs(1 << doublings).min(Duration::from_secs(30))
-}
-
 /// Why a commit was not queued this time.
 #[derive(Debug, thiserror::Error)]
 enum IntakeError {
@@ -67,124 +63,64 @@ enum IntakeError {
     Db(#[from] sqlx::Error),
 }
 
-/// Consumes until `shutdown` turns true; re-subscribes with backoff after failures.
-pub async fn run(deps: NotifierDeps, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(200);
-    while !*shutdown.borrow() {
-        match subscribe(&deps).await {
-            Ok(consumer) => {
-                backoff = Duration::from_millis(200);
-                if consume(&deps, &consumer, &wake, &mut shutdown).await {
-                    return;
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "notifier: cannot subscribe, retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-}
-
-async fn subscribe(
-    deps: &NotifierDeps,
-) -> Result<PullConsumer, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = deps
-        .log
-        .jetstream()
-        .get_stream(streams::EVENTS_STREAM)
-        .await?;
-    Ok(streams::ensure_durable(&stream, &consumer_spec()).await?)
-}
-
-/// Handles batches until shutdown (true) or a consumer failure (false: subscribe again).
-async fn consume(
-    deps: &NotifierDeps,
-    consumer: &PullConsumer,
-    wake: &Notify,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    loop {
-        let batch = consumer
-            .batch()
-            .max_messages(BATCH)
-            .expires(PULL_EXPIRES)
-            .messages();
-        let mut messages = tokio::select! {
-            b = batch => match b {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "notifier: pulling failed");
-                    return false;
-                }
-            },
-            _ = shutdown.changed() => return true,
-        };
-        loop {
-            let next = tokio::select! {
-                n = messages.next() => n,
-                _ = shutdown.changed() => return true,
-            };
-            match next {
-                Some(Ok(message)) => handle(deps, message, wake).await,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "notifier: message stream error");
-                    return false;
-                }
-                None => break,
-            }
-        }
-    }
-}
-
-/// Queues one commit's deliveries and acknowledges it (or asks for redelivery).
-async fn handle(deps: &NotifierDeps, message: jetstream::Message, wake: &Notify) {
-    let public_count = event_types(message.headers.as_ref())
-        .into_iter()
-        .filter(|t| public::is_public(t))
-        .count();
-    if public_count == 0 {
-        let _ = message.ack().await;
-        return;
-    }
-    let commit = match LoggedCommit::from_message(&message) {
-        Ok(commit) => commit,
-        Err(e) => {
-            metrics::counter!("fe_notifier_unreadable_commits_total").increment(1);
-            tracing::error!(error = %e, "notifier: unreadable commit skipped");
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        }
+/// Consumes until `shutdown` is cancelled, then drains within `drain`.
+pub async fn run(
+    deps: NotifierDeps,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
+    let settings = ConsumerSettings {
+        spec: consumer_spec(),
+        concurrency: 1,
+        drain,
     };
-    let ack = match enqueue_commit(deps, &commit).await {
-        Ok(queued) => {
-            if queued > 0 {
-                metrics::counter!("fe_webhook_deliveries_queued_total").increment(queued);
-                wake.notify_one();
+    let js = deps.log.jetstream().clone();
+    consumer::run(js, settings, Arc::new(Intake { deps, wake }), shutdown).await;
+}
+
+struct Intake {
+    deps: NotifierDeps,
+    wake: Arc<Notify>,
+}
+
+impl Handler for Intake {
+    /// Public events are mapped from the commit itself ([`public_events`]).
+    type Events = ();
+
+    fn wants(&self, event_types: &[&str]) -> bool {
+        event_types.iter().any(|t| public::is_public(t))
+    }
+
+    async fn handle(&self, delivery: &Delivery<()>) -> Outcome {
+        match enqueue_commit(&self.deps, &delivery.commit).await {
+            Ok(queued) => {
+                if queued > 0 {
+                    metrics::counter!("fe_webhook_deliveries_queued_total").increment(queued);
+                    self.wake.notify_one();
+                }
+                Outcome::Done
             }
-            AckKind::Ack
+            Err(e) => {
+                tracing::warn!(error = %e, "notifier: commit not queued, will retry");
+                Outcome::retry(e.to_string(), RETRY.delay(delivery.delivered))
+            }
         }
-        Err(e) => {
-            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-            tracing::warn!(error = %e, seq = commit.stream_seq, "notifier: commit not queued, will retry");
-            AckKind::Nak(Some(retry_delay(delivered)))
-        }
-    };
-    if let Err(e) = message.ack_with(ack).await {
-        tracing::warn!(error = %e, "notifier: acknowledging failed");
     }
 }
 
 /// The deliveries of one commit, queued; returns how many were new.
 async fn enqueue_commit(deps: &NotifierDeps, commit: &LoggedCommit) -> Result<u64, IntakeError> {
-    if !deps
+    // Only the commit's own tenant matters: a parked or slow tenant never holds up others.
+    match deps
         .watermark
-        .wait_for(commit.stream_seq, PROJECTION_WAIT)
+        .wait_for_tenant(&commit.tenant, commit.stream_seq, PROJECTION_WAIT)
         .await
     {
-        return Err(IntakeError::ProjectionBehind);
+        Projected::Applied => {}
+        Projected::Pending | Projected::Parked { .. } => {
+            return Err(IntakeError::ProjectionBehind)
+        }
     }
     let subscriptions =
         queue::live_subscriptions(&deps.pool, &commit.tenant, commit.stream_seq).await?;
@@ -227,7 +163,7 @@ mod tests {
     fn retries_double_then_cap() {
         let secs: Vec<u64> = [0, 1, 2, 3, 6, 100]
             .iter()
-            .map(|d| retry_delay(*d).as_secs())
+            .map(|d| RETRY.delay(*d).as_secs())
             .collect();
         assert_eq!(secs, [1, 1, 2, 4, 30, 30]);
     }

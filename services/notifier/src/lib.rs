@@ -102,10 +102,16 @@ impl NotifierDeps {
     }
 }
 
-/// Runs the intake and the delivery engine until `shutdown` turns true.
-pub async fn run(deps: NotifierDeps, shutdown: watch::Receiver<bool>) {
+/// Runs the intake (on the consumer runtime, stopped by `cancel` and drained within `drain`)
+/// and the delivery engine (stopped by `shutdown`) until both have stopped.
+pub async fn run(
+    deps: NotifierDeps,
+    shutdown: watch::Receiver<bool>,
+    cancel: tokio_util::sync::CancellationToken,
+    drain: Duration,
+) {
     let wake = Arc::new(Notify::new());
-    let intake = intake::run(deps.clone(), wake.clone(), shutdown.clone());
+    let intake = intake::run(deps.clone(), wake.clone(), cancel, drain);
     let engine = engine::run(deps, wake, shutdown);
     tokio::join!(intake, engine);
 }

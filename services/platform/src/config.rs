@@ -46,6 +46,21 @@ pub struct Config {
     pub rate_limit_per_min: u32,
     pub tenant_rate_limit_per_min: u32,
     pub sse_max_connections: usize,
+    /// Open `GET /v1/events` streams per tenant per API process (`FE_SSE_MAX_PER_TENANT`,
+    /// default 100; 429 beyond).
+    pub sse_max_per_tenant: usize,
+    /// Open `GET /v1/events` streams per principal per API process
+    /// (`FE_SSE_MAX_PER_PRINCIPAL`, default 10; 429 beyond).
+    pub sse_max_per_principal: usize,
+    /// A client must finish sending its request headers within this time
+    /// (`FE_HTTP_HEADER_TIMEOUT_S`, default 30), else the connection is closed.
+    pub http_header_timeout_s: u64,
+    /// A request body may pause at most this long between chunks
+    /// (`FE_HTTP_BODY_IDLE_TIMEOUT_S`, default 60), else the request fails.
+    pub http_body_idle_timeout_s: u64,
+    /// Open connections per API process (`FE_HTTP_MAX_CONNECTIONS`, default 10000); further
+    /// connections wait in the listen backlog until one closes.
+    pub http_max_connections: usize,
     pub cors_origins: Vec<String>,
     pub log_level: String,
     pub otlp_endpoint: Option<String>,
@@ -241,6 +256,21 @@ pub struct ConfigArgs {
         default_value = "1000"
     )]
     pub sse_max_connections: usize,
+    /// Open event streams per tenant per API process (429 beyond).
+    #[arg(long, env = "FE_SSE_MAX_PER_TENANT", value_name = "FE_SSE_MAX_PER_TENANT", default_value = "100")]
+    pub sse_max_per_tenant: usize,
+    /// Open event streams per principal per API process (429 beyond).
+    #[arg(long, env = "FE_SSE_MAX_PER_PRINCIPAL", value_name = "FE_SSE_MAX_PER_PRINCIPAL", default_value = "10")]
+    pub sse_max_per_principal: usize,
+    /// Seconds a client has to finish its request headers.
+    #[arg(long, env = "FE_HTTP_HEADER_TIMEOUT_S", value_name = "FE_HTTP_HEADER_TIMEOUT_S", default_value = "30")]
+    pub http_header_timeout_s: u64,
+    /// Seconds a request body may pause between chunks.
+    #[arg(long, env = "FE_HTTP_BODY_IDLE_TIMEOUT_S", value_name = "FE_HTTP_BODY_IDLE_TIMEOUT_S", default_value = "60")]
+    pub http_body_idle_timeout_s: u64,
+    /// Open connections per API process.
+    #[arg(long, env = "FE_HTTP_MAX_CONNECTIONS", value_name = "FE_HTTP_MAX_CONNECTIONS", default_value = "10000")]
+    pub http_max_connections: usize,
     /// Allowed CORS origins, comma-separated (empty = no CORS).
     #[arg(
         long,
@@ -444,6 +474,11 @@ impl Config {
             rate_limit_per_min: a.rate_limit_per_min,
             tenant_rate_limit_per_min: a.tenant_rate_limit_per_min,
             sse_max_connections: a.sse_max_connections,
+            sse_max_per_tenant: a.sse_max_per_tenant,
+            sse_max_per_principal: a.sse_max_per_principal,
+            http_header_timeout_s: a.http_header_timeout_s,
+            http_body_idle_timeout_s: a.http_body_idle_timeout_s,
+            http_max_connections: a.http_max_connections,
             cors_origins: list(&a.cors_origins),
             log_level: a.log_level,
             otlp_endpoint: a.otlp_endpoint,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod event_log;
 pub mod projection;

@@ -9,8 +9,8 @@
 //! Consumer redelivery: nats-server replaces a consumer's `ack_wait` with `backoff[0]` whenever
 //! `backoff` is set, and applies `backoff` only to ack timeouts, never to naks. A spec whose
 //! `backoff[0]` differs from its `ack_wait` would therefore not do what it says, and
-//! [`ensure_durable`] refuses it. Workers retry transient errors with `Nak(delay)` using
-//! [`retry_delay`] and keep `backoff` empty.
+//! [`ensure_durable`] refuses it. Consumers retry with `Nak(delay)` through
+//! [`crate::consumer`] and keep `backoff` empty.
 
 use std::time::Duration;
 
@@ -25,16 +25,6 @@ pub const EVENTS_STREAM: &str = "FE_EVENTS";
 pub const EVENTS_SUBJECTS: &str = "fe.ev.>";
 /// Window in which JetStream drops a message whose `Nats-Msg-Id` it has already stored.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// Delays between a worker's attempts after transient failures (`Nak(delay)`), by attempt.
-pub const WORKER_RETRY_DELAYS: [Duration; 6] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(5),
-    Duration::from_secs(10),
-    Duration::from_secs(30),
-    Duration::from_secs(60),
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     #[error("stream {stream}: {reason}")]
@@ -261,25 +251,25 @@ pub async fn ensure_durable(
 /// The worker's consumer: every task event of every tenant.
 ///
 /// `backoff` is empty on purpose: with a backoff the server would replace the 60 s `ack_wait`
-/// by its first step, and long effects would be redelivered while still running. Transient
-/// failures are retried by the worker with `Nak(retry_delay(delivered))` instead.
+/// by its first step, and long effects would be redelivered while still running. The worker
+/// retries with `Nak(delay)` instead. Deliveries it releases while a task waits for its turn
+/// (or its tenant for a slot) stay ack-pending until they come back, so `max_ack_pending` is
+/// the waiting backlog of all tenants together, and `max_deliver` is unlimited: waiting is
+/// not failing (the worker counts failed attempts itself and dead-letters after its limit).
 pub fn worker_consumer() -> DurableSpec {
     DurableSpec {
         name: "fe-worker",
         filter_subject: "fe.ev.*.task.>".to_string(),
         ack_wait: Duration::from_secs(60),
-        max_deliver: 10,
+        max_deliver: -1,
         backoff: Vec::new(),
-        max_ack_pending: 256,
+        max_ack_pending: WORKER_MAX_ACK_PENDING,
     }
 }
 
-/// Delay before the next attempt after `delivered` deliveries failed transiently
-/// (1 s, 2 s, 5 s, 10 s, 30 s, then 60 s).
-pub fn retry_delay(delivered: i64) -> Duration {
-    let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
-    WORKER_RETRY_DELAYS[index.min(WORKER_RETRY_DELAYS.len() - 1)]
-}
+/// Tasks of all tenants that may wait for their turn at once before JetStream stops
+/// delivering new ones to the workers.
+pub const WORKER_MAX_ACK_PENDING: i64 = 20_000;
 
 /// The version the server announced when the client connected, e.g. `2.15.1`.
 pub async fn server_version(client: &async_nats::Client) -> String {
@@ -304,14 +294,6 @@ mod tests {
         assert!(matches!(spec.check(), Err(StreamError::InvalidSpec { .. })));
         spec.backoff = vec![Duration::from_secs(60), Duration::from_secs(120)];
         spec.check().unwrap();
-    }
-
-    #[test]
-    fn retry_delays_grow_then_stay() {
-        assert_eq!(retry_delay(0), Duration::from_secs(1));
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(3), Duration::from_secs(5));
-        assert_eq!(retry_delay(100), Duration::from_secs(60));
     }
 
     #[test]

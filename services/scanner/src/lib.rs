@@ -44,9 +44,7 @@ use platform::event_log::EventLog;
 use platform::storage::Storage;
 
 pub use clamd::{ClamdClient, ClamdError, Verdict};
-pub use run::{
-    consumer_spec, retry_delay, run, CONSUMER_NAME, RETRY_CAP, RETRY_FIRST, SHUTDOWN_GRACE,
-};
+pub use run::{consumer_spec, run, CONSUMER_NAME, RETRY};
 pub use scan::PRINCIPAL;
 
 /// Scans in flight per scanner process when `FE_SCANNER_CONCURRENCY` is unset.
@@ -69,4 +67,7 @@ pub struct ScannerDeps {
     pub concurrency: usize,
     /// Redelivery timeout of the durable consumer; heartbeats are sent at a third of it.
     pub ack_wait: Duration,
+    /// How long scans in flight may finish after shutdown before they are released for
+    /// redelivery (nothing is recorded for them; the next delivery scans again).
+    pub drain: Duration,
 }

@@ -3,14 +3,14 @@
 //! Owns the decisions of the scanner for one task (see the crate docs for the why): which
 //! tasks need a scan, what each clamd answer becomes in the log and in storage, and which
 //! failures are retried. It never acknowledges messages itself: it returns an [`Outcome`] and
-//! the consumer loop (`run.rs`) turns it into an ack or a delayed Nak.
+//! `run.rs` turns it into the consumer runtime's outcome (an ack or a delayed Nak).
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
+use events::task::{Task, TaskCommand, TaskEvent, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
 use platform::event_log::{ExecuteError, LoggedCommit};
 use platform::storage::StorageError;
@@ -33,11 +33,13 @@ pub(crate) enum Outcome {
 }
 
 /// Whether a commit puts an upload in front of the scanner.
-pub(crate) fn wants_scan(commit: &LoggedCommit) -> bool {
-    commit
-        .events
-        .iter()
-        .any(|e| matches!(e.event_type.as_str(), "file.uploaded" | "task.retried"))
+pub(crate) fn wants_scan(events: &[TaskEvent]) -> bool {
+    events.iter().any(|e| {
+        matches!(
+            e,
+            TaskEvent::FileUploaded { .. } | TaskEvent::TaskRetried { .. }
+        )
+    })
 }
 
 /// Loads the task of `commit` and, if its upload still awaits a verdict, scans and records it.

@@ -3,36 +3,27 @@
 //! version retained for links made to it), and `file.available` + `task.succeeded` are
 //! committed together. Uploads take their turn in the per-path log order like commands.
 
-use async_nats::jetstream;
-use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
+use events::task::{TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
 use platform::event_log::LoggedCommit;
 use platform::storage::{EntryKind, Storage};
-use tokio::sync::Semaphore;
 
 use crate::effects::EffectError;
-use crate::run::{execute, record_failure, take_turn, WorkerDeps};
+use crate::run::{execute, record_failure, Step, Worker, WorkerDeps};
 
-pub async fn promote(
-    deps: &WorkerDeps,
-    permits: &Semaphore,
-    message: &jetstream::Message,
-    commit: &LoggedCommit,
-) -> Result<(), String> {
-    let task = deps
-        .log
-        .load::<Task>(&commit.aggregate_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .aggregate;
+pub(crate) async fn promote(worker: &Worker, commit: &LoggedCommit) -> Result<Step, String> {
+    let deps = &worker.deps;
+    let task = worker.load_task(commit).await?;
     let (Some(task_id), Some(TaskSpec::Upload(upload))) = (task.task_id, task.spec.clone()) else {
-        return Ok(());
+        return Ok(Step::Settled);
     };
     if task.status.is_terminal() || task.scanned_clean != Some(true) {
-        return Ok(());
+        return Ok(Step::Settled);
     }
     let spec = TaskSpec::Upload(upload.clone());
-    let _permit = take_turn(deps, permits, message, commit, task_id, &spec).await?;
+    let Some(_effect_slot) = worker.take_turn(commit, task_id, &spec).await? else {
+        return Ok(Step::NotMyTurn);
+    };
     let previous = current_version(deps, &commit.tenant, &upload).await?;
     let storage = deps.storage.as_ref();
     match place(storage, &commit.tenant, &upload, previous.as_deref()).await {
@@ -47,7 +38,7 @@ pub async fn promote(
                 .discard_staged(&commit.tenant, upload.upload_id)
                 .await;
             metrics::counter!("fe_uploads_promoted_total").increment(1);
-            Ok(())
+            Ok(Step::Settled)
         }
         Err(EffectError::Permanent(failure)) => {
             let _ = storage

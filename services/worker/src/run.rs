@@ -1,23 +1,44 @@
-//! The consumer loop: fetch, order, execute, record, acknowledge.
+//! The worker's handler on the consumer runtime ([`platform::consumer`]): decide what a
+//! commit asks for, take a tenant slot, take the task's turn, execute, record, settle.
+//!
+//! Fairness: nothing a tenant queues can hold what other tenants need.
+//! * A tenant at its cap (`FE_WORKER_TENANT_CONCURRENCY`) gets the delivery released at once
+//!   (`Nak` with a short, growing delay) — no IO, no slot held.
+//! * A task whose turn has not come (an earlier overlapping task is still open) waits at most
+//!   [`TURN_WAIT`], holding only its tenant's slot, then is released the same way; it never
+//!   holds an effect slot while it waits.
+//! * Released deliveries stay "ack pending" in JetStream until they come back, so the
+//!   consumer's `max_ack_pending` is sized for every tenant's waiting backlog together
+//!   ([`platform::streams::worker_consumer`]), and `max_deliver` is unlimited: a task is
+//!   dead-lettered after [`failures::MAX_ATTEMPTS`] *failed attempts* (counted in
+//!   `worker_failures`), never because it waited.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
-use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, TaskStatus};
-use futures::StreamExt;
+use events::task::{Task, TaskCommand, TaskEvent, TaskFailure, TaskSpec, TaskStatus};
+use platform::consumer::{self, Backoff, ConsumerSettings, Delivery, Handler, Outcome};
 use platform::db::ProjectionWatermark;
 use platform::event_log::{EventLog, LoggedCommit};
 use platform::storage::Storage;
 use platform::streams;
 use sqlx::PgPool;
-use tokio::sync::{watch, Semaphore};
-use tracing::Instrument;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
 
 use crate::created;
 use crate::effects::{self, EffectError};
+use crate::failures;
 use crate::ordering;
+use crate::tenant_slots::TenantSlots;
+
+/// How long a task may wait in-process for its turn before its delivery is released.
+pub const TURN_WAIT: Duration = Duration::from_secs(1);
+/// Delays of deliveries released while waiting for a turn or a tenant slot.
+pub const WAIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// Delays after failed attempts (1 s doubling to 60 s).
+pub const FAILURE_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// What the worker needs; cheap to clone.
 #[derive(Clone)]
@@ -26,59 +47,40 @@ pub struct WorkerDeps {
     pub pool: PgPool,
     pub watermark: ProjectionWatermark,
     pub storage: Arc<dyn Storage>,
+    /// Effects in flight per process (`FE_WORKER_CONCURRENCY`).
     pub concurrency: usize,
+    /// Effects in flight (and turns waited for) per tenant per process
+    /// (`FE_WORKER_TENANT_CONCURRENCY`).
+    pub tenant_concurrency: usize,
     /// Redelivery timeout of the durable consumer; heartbeats are sent at a third of it.
     pub ack_wait: Duration,
+    /// How long deliveries in flight may finish after shutdown before they are released.
+    pub drain: Duration,
 }
 
-/// Consumes until `shutdown` turns true, then waits for effects in flight to finish.
-pub async fn run(deps: WorkerDeps, mut shutdown: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(deps.concurrency.max(1)));
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut backoff = Duration::from_millis(200);
-    'outer: while !*shutdown.borrow() {
-        let mut messages = match subscribe(&deps.log, deps.ack_wait).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "worker: cannot subscribe, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(200);
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = shutdown.changed() => break 'outer,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    let deps = deps.clone();
-                    let permits = permits.clone();
-                    in_flight.spawn(async move { handle(deps, permits, message).await });
-                }
-                Some(Err(e)) => tracing::warn!(error = %e, "worker: message stream error"),
-                None => break,
-            }
-            while in_flight.try_join_next().is_some() {}
-        }
-    }
-    while in_flight.join_next().await.is_some() {}
-}
-
-async fn subscribe(
-    log: &EventLog,
-    ack_wait: Duration,
-) -> Result<jetstream::consumer::pull::Stream, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = log.jetstream().get_stream(streams::EVENTS_STREAM).await?;
+/// Consumes until `shutdown` is cancelled, then drains (see [`platform::consumer`]).
+pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
     let mut spec = streams::worker_consumer();
-    spec.ack_wait = ack_wait;
-    let consumer = streams::ensure_durable(&stream, &spec).await?;
-    Ok(consumer.messages().await?)
+    spec.ack_wait = deps.ack_wait;
+    let settings = ConsumerSettings {
+        spec,
+        // Room for every effect plus the quick decisions (release, skip) beside them.
+        concurrency: deps.concurrency.max(1) * 2,
+        drain: deps.drain,
+    };
+    let worker = Worker {
+        effects: Semaphore::new(deps.concurrency.max(1)),
+        tenants: TenantSlots::new(deps.tenant_concurrency),
+        deps,
+    };
+    let js = worker.deps.log.jetstream().clone();
+    consumer::run(js, settings, Arc::new(worker), shutdown).await;
+}
+
+pub(crate) struct Worker {
+    pub(crate) deps: WorkerDeps,
+    effects: Semaphore,
+    tenants: TenantSlots,
 }
 
 /// What a commit asks of the worker.
@@ -90,124 +92,169 @@ enum Work {
 }
 
 impl Work {
-    fn of(commit: &LoggedCommit) -> Option<Self> {
-        let types = || commit.events.iter().map(|e| e.event_type.as_str());
-        if types().any(|t| matches!(t, "task.requested" | "task.retried")) {
+    fn of(events: &[TaskEvent]) -> Option<Self> {
+        if events.iter().any(TaskEvent::queues_work) {
             return Some(Self::Command);
         }
-        let clean_scan = commit.events.iter().any(|e| {
-            e.event_type == "file.scanned"
-                && e.payload.pointer("/FileScanned/clean") == Some(&serde_json::Value::Bool(true))
-        });
-        clean_scan.then_some(Self::Promotion)
+        let clean = |e: &TaskEvent| matches!(e, TaskEvent::FileScanned { clean: true, .. });
+        events.iter().any(clean).then_some(Self::Promotion)
     }
 }
 
-async fn handle(deps: WorkerDeps, permits: Arc<Semaphore>, message: jetstream::Message) {
-    let commit = match LoggedCommit::from_message(&message) {
-        Ok(c) => c,
-        Err(e) => {
-            // A commit we cannot read will not become readable by redelivery; it stays in the
-            // log for audit, and the metric makes it visible.
-            metrics::counter!("fe_worker_unreadable_commits_total").increment(1);
-            tracing::error!(error = %e, "worker: unreadable commit skipped");
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
-    let Some(kind) = Work::of(&commit) else {
-        let _ = message.ack().await;
-        return;
-    };
-    let span = tracing::info_span!("task", tenant = %commit.tenant, aggregate = %commit.aggregate_id, seq = commit.stream_seq);
-    let outcome = match kind {
-        Work::Command => {
-            process(&deps, &permits, &message, &commit)
-                .instrument(span)
-                .await
-        }
-        Work::Promotion => {
-            crate::promote::promote(&deps, &permits, &message, &commit)
-                .instrument(span)
-                .await
-        }
-    };
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let ack = match outcome {
-        Ok(()) => AckKind::Ack,
-        Err(reason) if delivered >= streams::worker_consumer().max_deliver => {
-            dead_letter(&deps, &commit, reason).await
-        }
-        Err(reason) => {
-            tracing::warn!(%reason, delivered, "worker: transient failure, will retry");
-            AckKind::Nak(Some(streams::retry_delay(delivered)))
-        }
-    };
-    let _ = message.ack_with(ack).await;
+/// Where one delivery's work ended, short of a transient failure.
+pub(crate) enum Step {
+    /// Its outcome is recorded (or there was nothing to do).
+    Settled,
+    /// An earlier overlapping task is still open.
+    NotMyTurn,
 }
 
-async fn dead_letter(deps: &WorkerDeps, commit: &LoggedCommit, reason: String) -> AckKind {
-    let failure = TaskFailure::new("storage_error", reason);
-    match execute(deps, commit, TaskCommand::DeadLetter { error: failure }).await {
-        Ok(()) => {
-            metrics::counter!("fe_tasks_dead_lettered_total").increment(1);
-            AckKind::Ack
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "worker: could not dead-letter, will retry");
-            AckKind::Nak(Some(Duration::from_secs(5)))
+impl Handler for Worker {
+    type Events = Vec<TaskEvent>;
+
+    fn wants(&self, event_types: &[&str]) -> bool {
+        event_types
+            .iter()
+            .any(|t| matches!(*t, "task.requested" | "task.retried" | "file.scanned"))
+    }
+
+    async fn handle(&self, delivery: &Delivery<Vec<TaskEvent>>) -> Outcome {
+        let Some(work) = Work::of(&delivery.events) else {
+            return Outcome::Done;
+        };
+        let commit = &delivery.commit;
+        let Some(_tenant_slot) = self.tenants.try_take(&commit.tenant) else {
+            metrics::counter!("fe_worker_released_total", "reason" => "tenant_cap").increment(1);
+            return Outcome::retry("tenant at its cap", WAIT_BACKOFF.delay(delivery.delivered));
+        };
+        let step = match work {
+            Work::Command => self.process(commit).await,
+            Work::Promotion => crate::promote::promote(self, commit).await,
+        };
+        match step {
+            Ok(Step::Settled) => {
+                if delivery.delivered > 1 {
+                    let _ = failures::clear(&self.deps.pool, commit.stream_seq).await;
+                }
+                Outcome::Done
+            }
+            Ok(Step::NotMyTurn) => {
+                metrics::counter!("fe_worker_released_total", "reason" => "turn").increment(1);
+                Outcome::retry(
+                    "waiting for an earlier task",
+                    WAIT_BACKOFF.delay(delivery.delivered),
+                )
+            }
+            Err(reason) => self.failed(delivery, reason).await,
         }
     }
 }
 
-/// Runs one task to a recorded outcome. `Err` = transient, the delivery should be retried.
-async fn process(
-    deps: &WorkerDeps,
-    permits: &Semaphore,
-    message: &jetstream::Message,
-    commit: &LoggedCommit,
-) -> Result<(), String> {
-    let loaded = deps
-        .log
-        .load::<Task>(&commit.aggregate_id)
+impl Worker {
+    /// Runs one command task to a recorded outcome. `Err` = transient, retried later.
+    async fn process(&self, commit: &LoggedCommit) -> Result<Step, String> {
+        let deps = &self.deps;
+        let task = self.load_task(commit).await?;
+        let (Some(task_id), Some(TaskSpec::Command(cmd))) = (task.task_id, task.spec.clone())
+        else {
+            return Ok(Step::Settled); // uploads are driven by the scanner and promotion
+        };
+        if task.status.is_terminal() {
+            return Ok(Step::Settled);
+        }
+        let spec = TaskSpec::Command(cmd.clone());
+        let Some(_effect_slot) = self.take_turn(commit, task_id, &spec).await? else {
+            return Ok(Step::NotMyTurn);
+        };
+        let storage = deps.storage.as_ref();
+        let redo = task.status == TaskStatus::Running;
+        if !redo {
+            if let Err(err) = effects::check_preconditions(storage, &commit.tenant, &cmd).await {
+                return record_failure(deps, commit, err).await;
+            }
+            execute(deps, commit, TaskCommand::Start).await?;
+        }
+        let started = std::time::Instant::now();
+        let result = effects::execute(storage, &commit.tenant, &cmd, redo).await;
+        metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                execute(deps, commit, TaskCommand::Succeed { created_parents }).await?;
+                metrics::counter!("fe_tasks_finished_total", "op" => cmd.op().as_str(), "status" => "succeeded").increment(1);
+                Ok(Step::Settled)
+            }
+            Err(err) => record_failure(deps, commit, err).await,
+        }
+    }
+
+    /// The task of `commit` as the log has it now (a redelivery may find it terminal).
+    pub(crate) async fn load_task(&self, commit: &LoggedCommit) -> Result<Task, String> {
+        let loaded = self.deps.log.load::<Task>(&commit.aggregate_id).await;
+        loaded.map(|l| l.aggregate).map_err(|e| e.to_string())
+    }
+
+    /// Waits (at most [`TURN_WAIT`]) for the task's turn in the per-path log order, then for
+    /// an effect slot, which the caller holds while it works. `None`: not its turn yet.
+    pub(crate) async fn take_turn(
+        &self,
+        commit: &LoggedCommit,
+        task_id: uuid::Uuid,
+        spec: &TaskSpec,
+    ) -> Result<Option<SemaphorePermit<'_>>, String> {
+        let deps = &self.deps;
+        let turn = ordering::wait_for_turn(
+            &deps.pool,
+            &deps.watermark,
+            &commit.tenant,
+            task_id,
+            commit.stream_seq,
+            spec,
+        );
+        match tokio::time::timeout(TURN_WAIT, turn).await {
+            Err(_) => return Ok(None),
+            Ok(waited) => waited.map_err(|e| e.to_string())?,
+        }
+        let slot = self.effects.acquire().await.map_err(|e| e.to_string())?;
+        Ok(Some(slot))
+    }
+
+    /// A transient failure: retried with backoff, dead-lettered after the last attempt.
+    async fn failed(&self, delivery: &Delivery<Vec<TaskEvent>>, reason: String) -> Outcome {
+        let commit = &delivery.commit;
+        let attempts =
+            match failures::record(&self.deps.pool, &commit.tenant, commit.stream_seq).await {
+                Ok(attempts) => attempts,
+                Err(e) => {
+                    tracing::warn!(%reason, error = %e, "worker: failure not counted, will retry");
+                    return Outcome::retry(reason, FAILURE_BACKOFF.delay(delivery.delivered));
+                }
+            };
+        if attempts < failures::MAX_ATTEMPTS {
+            tracing::warn!(%reason, attempts, "worker: transient failure, will retry");
+            return Outcome::retry(reason, FAILURE_BACKOFF.delay(i64::from(attempts)));
+        }
+        let failure = TaskFailure::new("storage_error", reason);
+        match execute(
+            &self.deps,
+            commit,
+            TaskCommand::DeadLetter { error: failure },
+        )
         .await
-        .map_err(|e| e.to_string())?;
-    let task = loaded.aggregate;
-    let (Some(task_id), Some(TaskSpec::Command(cmd))) = (task.task_id, task.spec.clone()) else {
-        return Ok(()); // uploads are driven by the scanner and promotion
-    };
-    if task.status.is_terminal() {
-        return Ok(());
-    }
-    let spec = TaskSpec::Command(cmd.clone());
-    let _permit = take_turn(deps, permits, message, commit, task_id, &spec).await?;
-    let storage = deps.storage.as_ref();
-    let redo = task.status == TaskStatus::Running;
-    if !redo {
-        if let Err(err) = effects::check_preconditions(storage, &commit.tenant, &cmd).await {
-            return record_failure(deps, commit, err).await;
+        {
+            Ok(()) => {
+                metrics::counter!("fe_tasks_dead_lettered_total").increment(1);
+                let _ = failures::clear(&self.deps.pool, commit.stream_seq).await;
+                Outcome::Done
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "worker: could not dead-letter, will retry");
+                Outcome::retry(e, FAILURE_BACKOFF.delay(1))
+            }
         }
-        execute(deps, commit, TaskCommand::Start).await?;
-    }
-    let started = std::time::Instant::now();
-    let result = with_heartbeat(
-        message,
-        deps.ack_wait / 3,
-        effects::execute(storage, &commit.tenant, &cmd, redo),
-    )
-    .await;
-    metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())
-        .record(started.elapsed().as_secs_f64());
-    match result {
-        Ok(()) => {
-            let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
-                .await
-                .map_err(|e| e.to_string())?;
-            execute(deps, commit, TaskCommand::Succeed { created_parents }).await?;
-            metrics::counter!("fe_tasks_finished_total", "op" => cmd.op().as_str(), "status" => "succeeded").increment(1);
-            Ok(())
-        }
-        Err(err) => record_failure(deps, commit, err).await,
     }
 }
 
@@ -215,14 +262,15 @@ pub(crate) async fn record_failure(
     deps: &WorkerDeps,
     commit: &LoggedCommit,
     err: EffectError,
-) -> Result<(), String> {
+) -> Result<Step, String> {
     match err {
         EffectError::Transient(reason) => Err(reason),
         EffectError::Permanent(failure) => {
             tracing::info!(code = %failure.code, "worker: task failed");
             metrics::counter!("fe_tasks_finished_total", "op" => "command", "status" => "failed")
                 .increment(1);
-            execute(deps, commit, TaskCommand::Fail { error: failure }).await
+            execute(deps, commit, TaskCommand::Fail { error: failure }).await?;
+            Ok(Step::Settled)
         }
     }
 }
@@ -253,48 +301,4 @@ pub(crate) async fn execute(
         )) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Runs `work` while telling JetStream every `every` that the message is still in progress,
-/// so a long effect is not redelivered to another worker meanwhile.
-pub(crate) async fn with_heartbeat<T>(
-    message: &jetstream::Message,
-    every: Duration,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    tokio::pin!(work);
-    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = ticker.tick() => {
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        }
-    }
-}
-
-/// Waits for the task's turn in the per-path log order (heartbeating meanwhile), then for a
-/// free effect slot, which the caller holds while it works.
-pub(crate) async fn take_turn<'a>(
-    deps: &WorkerDeps,
-    permits: &'a Semaphore,
-    message: &jetstream::Message,
-    commit: &LoggedCommit,
-    task_id: uuid::Uuid,
-    spec: &TaskSpec,
-) -> Result<tokio::sync::SemaphorePermit<'a>, String> {
-    let turn = ordering::wait_for_turn(
-        &deps.pool,
-        &deps.watermark,
-        &commit.tenant,
-        task_id,
-        commit.stream_seq,
-        spec,
-    );
-    with_heartbeat(message, deps.ack_wait / 3, turn)
-        .await
-        .map_err(|e| e.to_string())?;
-    permits.acquire().await.map_err(|e| e.to_string())
 }

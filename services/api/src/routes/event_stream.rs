@@ -24,6 +24,8 @@
 //! [`SLOW_CLIENT`] is disconnected (it resumes with `Last-Event-ID`) rather than buffered
 //! without limit. A comment is sent every [`KEEP_ALIVE`] so proxies keep idle streams open.
 //! The stream ends at server shutdown, and on a log or database error (the client resumes).
+//!
+//! Caps ([`crate::stream_slots`]): per process (503), per tenant and per principal (429).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -47,6 +49,7 @@ use crate::authz::Decider;
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::state::AppState;
+use crate::stream_slots::Full;
 
 /// Frames buffered per connection.
 pub const BUFFER: usize = 64;
@@ -54,6 +57,8 @@ pub const BUFFER: usize = 64;
 pub const SLOW_CLIENT: Duration = Duration::from_secs(10);
 /// Interval of keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// `Retry-After` when the tenant's or the principal's share of open streams is taken.
+const CAP_RETRY_AFTER_S: u64 = 5;
 /// How long a commit waits for the projection before it is shown anyway.
 const PROJECTION_WAIT: Duration = Duration::from_secs(10);
 
@@ -71,9 +76,17 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let after = last_event_id(&headers)?;
-    let slot =
-        state.sse_slots.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Unavailable("too many open event streams on this server".into())
+    let slot = state
+        .sse_slots
+        .try_open(&caller)
+        .map_err(|full| match full {
+            Full::Process => {
+                ApiError::Unavailable("too many open event streams on this server".into())
+            }
+            // The caller holds its share; one of its streams has to close first.
+            Full::Tenant | Full::Principal => ApiError::RateLimited {
+                retry_after_s: CAP_RETRY_AFTER_S,
+            },
         })?;
     let messages = subscribe(&state, &caller, after).await?;
     let (tx, rx) = mpsc::channel(BUFFER);

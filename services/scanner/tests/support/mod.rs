@@ -18,7 +18,7 @@ use platform::streams::{self, StreamSettings};
 use scanner::{ClamdClient, ScannerDeps};
 use testkit::clamd::Clamd;
 use testkit::nats::NatsServer;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Long enough for a loaded CI machine; every wait polls a condition and returns early.
@@ -37,14 +37,14 @@ pub struct Harness {
 
 /// A scanner instance running in the background of a test.
 pub struct RunningScanner {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningScanner {
     /// Requests shutdown and waits until the instance has finished.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         self.task.await.unwrap();
     }
 }
@@ -74,9 +74,10 @@ impl Harness {
             clamd: ClamdClient::new(self.clamd.addr.clone(), Duration::from_secs(60)),
             concurrency: 2,
             ack_wait: Duration::from_secs(10),
+            drain: Duration::from_secs(5),
         };
-        let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(scanner::run(deps, shutdown));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(scanner::run(deps, stop.clone()));
         RunningScanner { stop, task }
     }
 

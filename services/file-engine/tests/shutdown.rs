@@ -1,0 +1,128 @@
+//! Shutdown with a deadline: every role, run as a real process of the binary, exits cleanly
+//! within `FE_SHUTDOWN_TIMEOUT_S` after SIGTERM even when NATS has vanished first.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use file_engine::Role;
+use serde_json::json;
+use support::TestApp;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The deadline the processes are given; short so the test is quick.
+const DEADLINE_S: u64 = 4;
+
+/// Starts `file-engine <role>` and returns once it logged that its roles started.
+async fn spawn_role(app: &TestApp, role: &str, clamd: &str) -> Child {
+    let deadline = DEADLINE_S.to_string();
+    let env = app.env(&[
+        ("FE_SHUTDOWN_TIMEOUT_S", deadline.as_str()),
+        ("FE_LOG_LEVEL", "info"),
+        ("FE_CLAMD_ADDR", clamd),
+        (
+            "FE_WEBHOOK_SECRET_KEY",
+            "a-webhook-secret-key-of-32-bytes-or-more",
+        ),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_file-engine"))
+        .arg(role)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn file-engine");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let started = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("roles started") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(started, Ok(true), "{role} did not start");
+    // Keep draining the output so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn every_role_exits_within_the_deadline_after_sigterm_with_nats_gone() {
+    let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
+    for role in ["api", "projector", "worker", "scanner", "notifier", "all"] {
+        let mut app = TestApp::spawn_with(&[Role::Api, Role::Projector], &[]).await;
+        // Work on the log, so consumers have deliveries in flight or queued.
+        let t = app.admin("acme");
+        for i in 0..5 {
+            app.submit(
+                &t,
+                json!({"op": "mkdir", "path": format!("/s{i}"), "parents": true}),
+            )
+            .await;
+        }
+        let mut child = spawn_role(&app, role, &clamd.addr).await;
+        app.stop_services().await;
+        app.nats.stop().await;
+        let sent = Instant::now();
+        sigterm(&child);
+        let exited = tokio::time::timeout(Duration::from_secs(DEADLINE_S + 10), child.wait()).await;
+        let took = sent.elapsed();
+        let status = exited
+            .unwrap_or_else(|_| panic!("{role} still running {took:?} after SIGTERM"))
+            .expect("wait");
+        eprintln!("{role}: exited {status} {took:?} after SIGTERM with NATS gone");
+        assert!(status.success(), "{role} exited with {status}");
+        assert!(
+            took < Duration::from_millis(DEADLINE_S * 1000 + 800),
+            "{role} took {took:?}, deadline {DEADLINE_S} s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scan_stuck_in_flight_is_released_and_the_scanner_exits_within_the_deadline() {
+    // A clamd that accepts connections and never answers: the scan hangs until released.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = black_hole.local_addr().unwrap().to_string();
+    let mut app = TestApp::spawn_with(&[Role::Api, Role::Projector], &[]).await;
+    let t = app.admin("acme");
+    let resp = app
+        .upload(&t, "/stuck.txt", b"never scanned".to_vec(), &[])
+        .await;
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    let mut child = spawn_role(&app, "scanner", &addr).await;
+    let (_held, _) = tokio::time::timeout(Duration::from_secs(30), black_hole.accept())
+        .await
+        .expect("the scanner to start the scan")
+        .unwrap();
+    app.stop_services().await;
+    app.nats.stop().await;
+    let sent = Instant::now();
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(DEADLINE_S + 10), child.wait())
+        .await
+        .expect("scanner still running long after SIGTERM")
+        .expect("wait");
+    let took = sent.elapsed();
+    eprintln!("scanner with a scan in flight: exited {status} {took:?} after SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_millis(DEADLINE_S * 1000 + 800),
+        "took {took:?}, deadline {DEADLINE_S} s"
+    );
+}
