@@ -3,6 +3,8 @@
 //! - `rule.rs`: the vocabulary ([`Permission`], [`Effect`], [`Subject`], [`AclRule`]).
 //! - `index.rs`: [`AclIndex`], one tenant's rules arranged for fast decisions.
 //! - `access.rs`: what each API operation needs ([`Access`], [`authorize`], admin bypass).
+//! - `subtree.rs`: recursive commands decided over their whole subtrees ([`TreeAccess`],
+//!   [`authorize_tree`]) without a catalogue query per entry.
 //! - `command.rs`, `event.rs`, `aggregate.rs`: the ACL aggregate that records grants and
 //!   revocations, and [`rules_as_of`] for point-in-time checks.
 //!
@@ -14,6 +16,7 @@ mod command;
 mod event;
 mod index;
 mod rule;
+mod subtree;
 mod tree;
 
 pub use access::{authorize, Access, Denied};
@@ -21,6 +24,7 @@ pub use aggregate::{rules_as_of, AclAggregate, AclError};
 pub use command::AclCommand;
 pub use event::AclEvent;
 pub use index::AclIndex;
+pub use subtree::{authorize_tree, entries_to_look_up, Existing, TreeAccess};
 pub use rule::{
     AclDecision, AclRule, Effect, InvalidSubject, Permission, Subject, UnknownPermission,
 };

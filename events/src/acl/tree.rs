@@ -125,6 +125,53 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Paths strictly below `root` that carry at least one rule applying to `asker` and
+    /// naming one of the permissions in `bits`: the only places inside the subtree where a
+    /// decision can differ from the decision on `root` itself. Sorted, so results do not
+    /// depend on hash order.
+    pub(super) fn rule_paths_below(
+        &self,
+        asker: Asker<'_>,
+        bits: u8,
+        root: &FilePath,
+    ) -> Vec<FilePath> {
+        let mut node = self;
+        for segment in root.segments() {
+            match node.children.get(segment) {
+                Some(child) => node = child,
+                None => return Vec::new(),
+            }
+        }
+        let mut found = Vec::new();
+        node.collect_rule_paths(asker, bits, root, &mut found);
+        found.sort();
+        found
+    }
+
+    fn collect_rule_paths(
+        &self,
+        asker: Asker<'_>,
+        bits: u8,
+        at: &FilePath,
+        found: &mut Vec<FilePath>,
+    ) {
+        for (segment, child) in &self.children {
+            // Segments come from valid rule paths, so the join cannot fail; a failure would
+            // only drop a path that could not name an entry either.
+            let Ok(path) = at.join(segment) else {
+                continue;
+            };
+            let mut matches = Matches::default();
+            child.rules.collect(asker, bits, &mut matches);
+            if !matches.allows.is_empty() || !matches.denies.is_empty() {
+                found.push(path.clone());
+            }
+            child.collect_rule_paths(asker, bits, &path, found);
+        }
+    }
+}
+
 impl NodeRules {
     fn bucket_mut(&mut self, subject: &Subject) -> &mut Vec<CompiledRule> {
         match subject {
