@@ -87,6 +87,20 @@ impl AclIndex {
             .decide(Asker::Principal(principal), permission, path)
     }
 
+    /// The decision when a rule naming any of `permissions` counts: any such deny refuses,
+    /// else any such allow allows. Used where one of several permissions serves but a deny of
+    /// either must hold (a copy needs `read` or `copy`, and a deny of `read` stops it).
+    pub fn decide_any(
+        &self,
+        principal: &Principal,
+        permissions: &[Permission],
+        path: &FilePath,
+    ) -> AclDecision {
+        let bits = permissions.iter().fold(0, |acc, p| acc | p.bit());
+        self.tree
+            .decide_bits(Asker::Principal(principal), bits, path)
+    }
+
     /// Paths strictly below `root` holding a rule for `principal` that names one of
     /// `permissions`, sorted: where a decision inside the subtree can differ from the one on
     /// `root` (see `subtree.rs`).

@@ -3,7 +3,9 @@
 //! API.md "Authorization (ACL)": a non-admin's recursive `move`, `copy` or `delete` of a
 //! directory needs its permission on every entry of the subtree, and `overwrite: true` also
 //! needs `write` on the replaced target and, when that target is a directory, `delete` on it
-//! and everything below it (replacing a directory removes it, like a recursive delete).
+//! and everything below it (replacing a directory removes it, like a recursive delete). A copy
+//! needs `read` or `copy` on each entry, and a deny of either inside the tree refuses it: a
+//! copy of an entry the caller may not read would be a readable duplicate.
 //!
 //! Deciding this must not cost a query per entry. It does not have to: the decision on an
 //! entry depends only on the rules on its ancestors, so inside a subtree it can differ from
@@ -59,7 +61,9 @@ enum Reach {
     ReplacedDir,
 }
 
-/// One permission check of a tree access: any of `any_of` on what `reach` covers.
+/// One permission check of a tree access on what `reach` covers: a rule naming any of
+/// `any_of` counts, so a deny of any of them refuses (a copy needs `read` or `copy`, and a
+/// deny of `read` inside the tree stops the copy: it would hand out a readable duplicate).
 #[derive(Clone, Copy, Debug)]
 struct Requirement<'a> {
     path: &'a FilePath,
@@ -160,11 +164,7 @@ pub fn authorize_tree(
             permission: req.any_of[0],
             path: req.path.clone(),
         };
-        let holds = |path: &FilePath| {
-            req.any_of
-                .iter()
-                .any(|p| index.decide(principal, *p, path).allowed)
-        };
+        let holds = |path: &FilePath| index.decide_any(principal, req.any_of, path).allowed;
         let whole_tree = match req.reach {
             Reach::Path => false,
             Reach::Subtree => true,
@@ -252,21 +252,21 @@ mod tests {
             ("/bob", Existing::Dir),
         ]);
         let (from, to) = (path("/shared"), path("/bob/copy"));
-        // `copy` is still allowed on /shared/hr (only read is denied): copy alone suffices.
         let access = TreeAccess::Copy {
             from: &from,
             to: &to,
             overwrite: false,
         };
-        assert_eq!(decide_with(&index, access, &cat), Ok(()));
-        let index = AclIndex::from_rules(
-            index
-                .rules()
-                .cloned()
-                .chain([rule("user:bob", "/shared/hr", &[P::Copy], Effect::Deny)]),
-        );
+        // `copy` is still allowed on /shared/hr, but a copy would be readable in /bob.
         let denied = decide_with(&index, access, &cat).unwrap_err();
         assert_eq!(denied.path, from, "the refusal names the source, not hr");
+        let sub = path("/shared/other");
+        let elsewhere = TreeAccess::Copy {
+            from: &sub,
+            to: &to,
+            overwrite: false,
+        };
+        assert_eq!(decide_with(&index, elsewhere, &cat), Ok(()));
     }
 
     #[test]
@@ -387,11 +387,7 @@ mod tests {
         let me = bob();
         let parent = access.target_parent();
         access.requirements(&parent).iter().all(|req| {
-            let holds = |p: &FilePath| {
-                req.any_of
-                    .iter()
-                    .any(|perm| index.decide(&me, *perm, p).allowed)
-            };
+            let holds = |p: &FilePath| index.decide_any(&me, req.any_of, p).allowed;
             let below = || {
                 cat.keys()
                     .filter(|e| req.path.contains(e) && *e != req.path)

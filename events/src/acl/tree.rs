@@ -100,7 +100,12 @@ impl Node {
         permission: Permission,
         path: &FilePath,
     ) -> AclDecision {
-        let bit = permission.bit();
+        self.decide_bits(asker, permission.bit(), path)
+    }
+
+    /// Like [`Node::decide`] for a set of permissions (`bits`): a rule naming any of them
+    /// matches.
+    pub(super) fn decide_bits(&self, asker: Asker<'_>, bit: u8, path: &FilePath) -> AclDecision {
         let mut matches = Matches::default();
         let mut node = self;
         node.rules.collect(asker, bit, &mut matches);

@@ -65,6 +65,9 @@ pub struct Task {
     pub task_id: Option<Uuid>,
     pub tenant: Option<TenantId>,
     pub principal: String,
+    /// The requester's roles as of the request.
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub spec: Option<TaskSpec>,
     pub status: TaskStatus,
     pub attempts: u32,
@@ -101,6 +104,7 @@ impl Aggregate for Task {
                 task_id,
                 tenant,
                 principal,
+                roles,
                 spec,
                 idempotency_key,
                 body_hash,
@@ -109,6 +113,7 @@ impl Aggregate for Task {
                 self.task_id = Some(task_id);
                 self.tenant = Some(tenant);
                 self.principal = principal;
+                self.roles = roles;
                 self.spec = Some(spec);
                 self.idempotency_key = idempotency_key;
                 self.body_hash = body_hash;
@@ -179,6 +184,7 @@ impl Task {
             task_id,
             tenant,
             principal,
+            roles,
             spec,
             idempotency_key,
             body_hash,
@@ -201,6 +207,7 @@ impl Task {
             task_id,
             tenant,
             principal,
+            roles,
             spec,
             idempotency_key,
             body_hash,

@@ -34,6 +34,10 @@ pub enum TaskEvent {
         task_id: Uuid,
         tenant: TenantId,
         principal: String,
+        /// The requester's roles when the request was accepted, so the worker can decide the
+        /// ACL again as of execution time (absent in events written before they were kept).
+        #[serde(default)]
+        roles: Vec<String>,
         spec: TaskSpec,
         idempotency_key: Option<String>,
         body_hash: Option<String>,

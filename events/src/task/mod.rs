@@ -7,11 +7,13 @@
 //! idempotency-key rule (same key + same body = the same task; a different body = refused).
 //! Which storage state makes a task fail is decided by the worker, which reports it here.
 
+mod access;
 mod aggregate;
 mod command;
 mod event;
 mod spec;
 
+pub use access::CommandAccess;
 pub use aggregate::{Task, TaskError, TaskStatus};
 pub use command::TaskCommand;
 pub use event::{TaskEvent, TaskFailure};

@@ -6,7 +6,8 @@
 //! 1. it waits until every earlier open task on an overlapping path is terminal (log order per
 //!    path; unrelated paths run in parallel, across any number of worker processes);
 //! 2. it loads the task from the log; a terminal task is just acknowledged (redelivery);
-//! 3. a pending task gets its preconditions checked against storage — a violated one is a
+//! 3. a pending task gets its access decided again (a permission withdrawn since the request
+//!    fails it `forbidden`, see [`access`]) and its preconditions checked against storage — a violated one is a
 //!    task failure with a stable code — and is then marked `running` (`task.started`);
 //! 4. the effect is performed in a redo-safe way (a task found `running` again after a crash
 //!    re-runs it without re-checking, since the first attempt may have completed it);
@@ -16,6 +17,7 @@
 //! dead-lettered instead, so every task reaches a terminal state. Uploads are scanned by the
 //! scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging ([`janitor`]).
 
+mod access;
 mod effects;
 pub mod janitor;
 mod ordering;

@@ -183,6 +183,9 @@ async fn process(
     let storage = deps.storage.as_ref();
     let redo = task.status == TaskStatus::Running;
     if !redo {
+        if let Err(err) = crate::access::recheck(&deps.pool, &commit.tenant, &task, &cmd).await {
+            return record_failure(deps, commit, err).await;
+        }
         if let Err(err) = effects::check_preconditions(storage, &commit.tenant, &cmd).await {
             return record_failure(deps, commit, err).await;
         }

@@ -9,16 +9,15 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use events::acl::Access;
 use events::task::{
-    body_hash, task_id_for_idempotency_key, FileCommand, Task, TaskCommand, TaskError, TaskSpec,
+    body_hash, task_id_for_idempotency_key, CommandAccess, FileCommand, Task, TaskCommand, TaskError, TaskSpec,
 };
 use events::{IdempotencyKey, Principal};
 use platform::event_log::{aggregate_id, ExecuteError};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::authz::authorize;
+use crate::authz::Decider;
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
@@ -48,7 +47,11 @@ pub async fn post_command(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     refuse_root_mutation(&command)?;
-    authorize(&state, &caller, access_for(&command)).await?;
+    let acl = Decider::load(&state, &caller).await?;
+    match command.access() {
+        CommandAccess::Named(access) => acl.check(access)?,
+        CommandAccess::Tree(access) => acl.check_tree(&state, access).await?,
+    }
     let hash = key.as_ref().map(|_| body_hash(&raw));
     let requested = request_task(&state, &caller, TaskSpec::Command(command), key, hash).await?;
     Ok(accepted(requested.task_id))
@@ -81,15 +84,6 @@ fn refuse_root_mutation(command: &FileCommand) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn access_for(command: &FileCommand) -> Access<'_> {
-    match command {
-        FileCommand::Mkdir { path, .. } => Access::Mkdir(path),
-        FileCommand::Delete { path, .. } => Access::Delete(path),
-        FileCommand::Move { from, to, .. } => Access::Move { from, to },
-        FileCommand::Copy { from, to, .. } => Access::Copy { from, to },
-    }
-}
-
 /// The task a request maps to, and whether it already existed (an idempotent replay).
 pub struct Requested {
     pub task_id: Uuid,
@@ -112,6 +106,7 @@ pub async fn request_task(
         task_id,
         tenant: caller.tenant.clone(),
         principal: caller.subject.clone(),
+        roles: caller.roles.clone(),
         spec,
         idempotency_key: key.map(|k| k.as_str().to_owned()),
         body_hash,
