@@ -125,6 +125,11 @@ impl<'a> Decider<'a> {
         }
     }
 
+    /// The children of `dir` a listing shows the caller.
+    pub fn visible_children(&self, dir: &events::FilePath) -> events::acl::VisibleChildren {
+        events::acl::visible_children(&self.index, self.caller, dir)
+    }
+
     /// Like [`Decider::check`] but only says yes or no (for filtering listings).
     pub fn allows(&self, access: Access<'_>) -> bool {
         self.check(access).is_ok()
