@@ -9,6 +9,8 @@ mod support;
 mod listing;
 #[path = "authz/subtree.rs"]
 mod subtree;
+#[path = "authz/visibility.rs"]
+mod visibility;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
