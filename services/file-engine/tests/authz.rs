@@ -5,6 +5,8 @@
 
 mod support;
 
+#[path = "authz/errors.rs"]
+mod errors;
 #[path = "authz/listing.rs"]
 mod listing;
 #[path = "authz/subtree.rs"]

@@ -146,7 +146,9 @@ async fn handle(deps: WorkerDeps, permits: Arc<Semaphore>, message: jetstream::M
 }
 
 async fn dead_letter(deps: &WorkerDeps, commit: &LoggedCommit, reason: String) -> AckKind {
-    let failure = TaskFailure::new("storage_error", reason);
+    // The reason is internal text (storage, database, NATS): logged, never recorded.
+    tracing::error!(%reason, "worker: deliveries exhausted, dead-lettering the task");
+    let failure = TaskFailure::generic("storage_error");
     match execute(deps, commit, TaskCommand::DeadLetter { error: failure }).await {
         Ok(()) => {
             metrics::counter!("fe_tasks_dead_lettered_total").increment(1);
