@@ -45,6 +45,8 @@ impl TaskStatus {
 pub enum TaskError {
     #[error("the idempotency key was already used with a different request")]
     IdempotencyKeyReused,
+    #[error("the idempotency key's task is older than 24 hours")]
+    IdempotencyKeyExpired,
     #[error("the task does not exist")]
     NotRequested,
     #[error("the task already reached a terminal state")]
@@ -194,6 +196,9 @@ impl Task {
             return Err(TaskError::WrongKind);
         };
         if self.status != TaskStatus::Unknown {
+            if !self.holds_key_at(requested_at) {
+                return Err(TaskError::IdempotencyKeyExpired);
+            }
             return match body_hash {
                 Some(hash) if self.body_hash.as_deref() == Some(hash.as_str()) => Ok(vec![]),
                 _ => Err(TaskError::IdempotencyKeyReused),

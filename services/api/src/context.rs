@@ -134,7 +134,8 @@ mod tests {
     #[test]
     fn link_tokens_are_redacted_from_logged_paths() {
         let token = "eyJwYXRoIjoiL2EifQ.c2lnbmF0dXJl";
-        let logged = loggable_path(&format!("/v1/links/{token}"));
+        let path = format!("/v1/links/{token}");
+        let logged = loggable_path(&path);
         assert_eq!(logged, "/v1/links/<redacted>");
         assert!(!logged.contains(token));
         assert_eq!(loggable_path("/v1/links"), "/v1/links");

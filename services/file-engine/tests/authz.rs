@@ -7,6 +7,8 @@ mod support;
 
 #[path = "authz/errors.rs"]
 mod errors;
+#[path = "authz/idempotency.rs"]
+mod idempotency;
 #[path = "authz/listing.rs"]
 mod listing;
 #[path = "authz/subtree.rs"]
