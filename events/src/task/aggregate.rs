@@ -280,6 +280,7 @@ impl Task {
         if clean {
             return Ok(vec![scanned]);
         }
+        let reason = super::verdict::quarantine_reason(signature.as_deref());
         Ok(vec![
             scanned,
             TaskEvent::FileQuarantined {
@@ -287,10 +288,7 @@ impl Task {
                 signature,
             },
             TaskEvent::TaskFailed {
-                error: TaskFailure::new(
-                    "malware_detected",
-                    "the upload was found infected and is quarantined",
-                ),
+                error: TaskFailure::new("malware_detected", reason),
             },
         ])
     }

@@ -7,6 +7,8 @@ mod support;
 
 #[path = "authz/errors.rs"]
 mod errors;
+#[path = "authz/evasion.rs"]
+mod evasion;
 #[path = "authz/idempotency.rs"]
 mod idempotency;
 #[path = "authz/listing.rs"]
