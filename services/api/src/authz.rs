@@ -100,7 +100,11 @@ impl<'a> Decider<'a> {
     /// commands follow the rules inside the subtree"): the rules alone decide unless one of
     /// the caller's rules lies inside the subtree, then one catalogue query says which of
     /// those rule paths exist.
-    pub async fn check_tree(&self, state: &AppState, access: TreeAccess<'_>) -> Result<(), ApiError> {
+    pub async fn check_tree(
+        &self,
+        state: &AppState,
+        access: TreeAccess<'_>,
+    ) -> Result<(), ApiError> {
         let lookups = events::acl::entries_to_look_up(&self.index, self.caller, access);
         let existing =
             platform::access::existing_entries(&state.pool, &self.caller.tenant, &lookups)

@@ -13,6 +13,8 @@ mod evasion;
 mod idempotency;
 #[path = "authz/listing.rs"]
 mod listing;
+#[path = "authz/redaction.rs"]
+mod redaction;
 #[path = "authz/subtree.rs"]
 mod subtree;
 #[path = "authz/visibility.rs"]

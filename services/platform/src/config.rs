@@ -171,10 +171,11 @@ impl Config {
             shutdown_timeout_s: parse(&get, "FE_SHUTDOWN_TIMEOUT_S", "25")?,
             ops_addr: get("FE_OPS_ADDR")
                 .map(|v| {
-                    v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                        var: "FE_OPS_ADDR",
-                        reason: e.to_string(),
-                    })
+                    v.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                            var: "FE_OPS_ADDR",
+                            reason: e.to_string(),
+                        })
                 })
                 .transpose()?,
             tenant_quota_bytes: parse(&get, "FE_TENANT_QUOTA_BYTES", "107374182400")?,
@@ -318,8 +319,14 @@ mod tests {
         for bad in ["short-secret".to_owned(), format!("{long},tiny-one")] {
             let err = Config::from_map(&map(&[("FE_LINK_SECRET", bad.as_str())])).unwrap_err();
             let text = err.to_string();
-            assert!(text.contains("FE_LINK_SECRET") && text.contains("32 bytes"), "{text}");
-            assert!(!text.contains("tiny") && !text.contains("short-secret"), "{text}");
+            assert!(
+                text.contains("FE_LINK_SECRET") && text.contains("32 bytes"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("tiny") && !text.contains("short-secret"),
+                "{text}"
+            );
         }
         let ok = Config::from_map(&map(&[("FE_LINK_SECRET", long.as_str())])).unwrap();
         assert_eq!(ok.link_secrets, [long]);

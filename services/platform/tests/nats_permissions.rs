@@ -22,17 +22,17 @@ const USERS: [(&str, &str); 7] = [
 async fn server() -> NatsServer {
     let accounts =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../nats/accounts.conf");
-    NatsServer::start_with_config(&accounts, &USERS).await.unwrap()
+    NatsServer::start_with_config(&accounts, &USERS)
+        .await
+        .unwrap()
 }
 
 async fn js_as(server: &NatsServer, user: &str) -> jetstream::Context {
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        user.to_owned(),
-        format!("{user}-pw"),
-    )
-    .connect(server.url.clone())
-    .await
-    .unwrap();
+    let client =
+        async_nats::ConnectOptions::with_user_and_password(user.to_owned(), format!("{user}-pw"))
+            .connect(server.url.clone())
+            .await
+            .unwrap();
     // Refused requests get no answer: keep the wait short.
     jetstream::ContextBuilder::new()
         .timeout(Duration::from_millis(500))
@@ -50,7 +50,10 @@ async fn appends(js: &jetstream::Context, subject: &str) -> bool {
 /// Whether a message is stored on `subject` (read as ops).
 async fn stored(ops: &jetstream::Context, subject: &str) -> bool {
     let stream = ops.get_stream(streams::EVENTS_STREAM).await.unwrap();
-    stream.get_last_raw_message_by_subject(subject).await.is_ok()
+    stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .is_ok()
 }
 
 #[tokio::test]
@@ -65,7 +68,10 @@ async fn appends_are_limited_to_each_service_s_aggregate_types() {
         let js = js_as(&server, user).await;
         assert!(!appends(&js, grant).await, "{user} forged an ACL grant");
     }
-    assert!(!stored(&ops, grant).await, "a refused grant must not be stored");
+    assert!(
+        !stored(&ops, grant).await,
+        "a refused grant must not be stored"
+    );
     let allowed = [
         ("scanner", "fe.ev.acme.task.t1", true),
         ("scanner", "fe.ev.acme.subscription.s1", false),

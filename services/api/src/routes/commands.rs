@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use events::task::{
-    body_hash, key_window, request_fingerprint, task_id_for_idempotency_key, CommandAccess, FileCommand, Task, TaskCommand, TaskError, TaskSpec,
+    body_hash, key_window, request_fingerprint, task_id_for_idempotency_key, CommandAccess,
+    FileCommand, Task, TaskCommand, TaskError, TaskSpec,
 };
 use events::{IdempotencyKey, Principal};
 use platform::event_log::{aggregate_id, ExecuteError};
@@ -55,8 +56,14 @@ pub async fn post_command(
     let fingerprint = key
         .as_ref()
         .map(|_| request_fingerprint("POST", "/v1/commands", &body_hash(&raw)));
-    let requested =
-        request_task(&state, &caller, TaskSpec::Command(command), key, fingerprint).await?;
+    let requested = request_task(
+        &state,
+        &caller,
+        TaskSpec::Command(command),
+        key,
+        fingerprint,
+    )
+    .await?;
     Ok(accepted(requested.task_id))
 }
 

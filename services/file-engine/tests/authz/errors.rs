@@ -17,7 +17,10 @@ async fn a_storage_refusal_reaches_the_client_as_a_code_with_a_fixed_message() {
     symlink(outside.path(), app.disk("acme", "/plant/out")).unwrap();
 
     let task = app
-        .run(&admin, json!({"op": "mkdir", "path": "/plant/out/x", "parents": true}))
+        .run(
+            &admin,
+            json!({"op": "mkdir", "path": "/plant/out/x", "parents": true}),
+        )
         .await;
     assert_eq!(task["status"], "failed", "{task}");
     let code = task["error"]["code"].as_str().unwrap();
@@ -35,7 +38,10 @@ async fn a_storage_refusal_reaches_the_client_as_a_code_with_a_fixed_message() {
         "tenant root",
         "os error",
     ] {
-        assert!(!message.contains(internal), "{internal:?} leaked: {message}");
+        assert!(
+            !message.contains(internal),
+            "{internal:?} leaked: {message}"
+        );
     }
     assert!(!outside.path().join("x").exists());
 }

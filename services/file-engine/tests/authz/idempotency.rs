@@ -16,7 +16,12 @@ use super::support::TestApp;
 
 async fn keyed_upload(app: &TestApp, token: &str, path: &str, key: &str) -> (StatusCode, Value) {
     let resp = app
-        .upload(token, path, b"same bytes".to_vec(), &[("Idempotency-Key", key)])
+        .upload(
+            token,
+            path,
+            b"same bytes".to_vec(),
+            &[("Idempotency-Key", key)],
+        )
         .await;
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
@@ -30,20 +35,37 @@ async fn a_key_binds_the_upload_path_and_the_method_not_only_the_content() {
     assert_eq!(first, StatusCode::ACCEPTED, "{body}");
     let (again, replay) = keyed_upload(&app, &admin, "/one.txt", "k-upload").await;
     assert_eq!(again, StatusCode::ACCEPTED);
-    assert_eq!(replay["task_id"], body["task_id"], "same request, same task");
+    assert_eq!(
+        replay["task_id"], body["task_id"],
+        "same request, same task"
+    );
 
     let (other_path, problem) = keyed_upload(&app, &admin, "/two.txt", "k-upload").await;
     assert_eq!(other_path, StatusCode::CONFLICT, "{problem}");
     assert_eq!(problem["code"], "idempotency_key_reused");
 
     let resp = app
-        .post_command(&admin, &json!({"op": "mkdir", "path": "/one.txt"}), Some("k-upload"))
+        .post_command(
+            &admin,
+            &json!({"op": "mkdir", "path": "/one.txt"}),
+            Some("k-upload"),
+        )
         .await;
-    assert_eq!(resp.status(), StatusCode::CONFLICT, "another method and path");
+    assert_eq!(
+        resp.status(),
+        StatusCode::CONFLICT,
+        "another method and path"
+    );
 }
 
 /// Records, as the API would have, a keyed mkdir requested at `at` in the previous window.
-async fn plant(app: &TestApp, sub: &str, key: &str, body: &Value, at: chrono::DateTime<Utc>) -> String {
+async fn plant(
+    app: &TestApp,
+    sub: &str,
+    key: &str,
+    body: &Value,
+    at: chrono::DateTime<Utc>,
+) -> String {
     let tenant = TenantId::parse("acme").unwrap();
     let k = IdempotencyKey::parse(key).unwrap();
     let task_id = task_id_for_idempotency_key(&tenant, sub, &k, key_window(Utc::now()) - 1);
@@ -57,7 +79,11 @@ async fn plant(app: &TestApp, sub: &str, key: &str, body: &Value, at: chrono::Da
             parents: true,
         }),
         idempotency_key: Some(key.into()),
-        body_hash: Some(request_fingerprint("POST", "/v1/commands", &body_hash(body))),
+        body_hash: Some(request_fingerprint(
+            "POST",
+            "/v1/commands",
+            &body_hash(body),
+        )),
         requested_at: at,
     };
     let id = platform::event_log::aggregate_id(&tenant, &task_id.to_string());
@@ -74,17 +100,39 @@ async fn a_key_is_honoured_for_24_hours_and_free_afterwards() {
     let app = TestApp::spawn().await;
     let admin = app.admin("acme");
     let body = json!({"op": "mkdir", "path": "/fresh", "parents": true});
-    let young = plant(&app, "root", "k-young", &body, Utc::now() - Duration::hours(23)).await;
+    let young = plant(
+        &app,
+        "root",
+        "k-young",
+        &body,
+        Utc::now() - Duration::hours(23),
+    )
+    .await;
     let resp = app.post_command(&admin, &body, Some("k-young")).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["task_id"], young.as_str(), "within 24 h the key answers its task");
+    assert_eq!(
+        v["task_id"],
+        young.as_str(),
+        "within 24 h the key answers its task"
+    );
 
-    let old = plant(&app, "root", "k-old", &body, Utc::now() - Duration::hours(25)).await;
+    let old = plant(
+        &app,
+        "root",
+        "k-old",
+        &body,
+        Utc::now() - Duration::hours(25),
+    )
+    .await;
     let resp = app.post_command(&admin, &body, Some("k-old")).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let v: Value = resp.json().await.unwrap();
-    assert_ne!(v["task_id"], old.as_str(), "after 24 h the key makes a new task");
+    assert_ne!(
+        v["task_id"],
+        old.as_str(),
+        "after 24 h the key makes a new task"
+    );
     let again = app.post_command(&admin, &body, Some("k-old")).await;
     let w: Value = again.json().await.unwrap();
     assert_eq!(w["task_id"], v["task_id"], "and then binds that one");

@@ -9,7 +9,12 @@ use super::support::TestApp;
 use super::{grant, mkdirs};
 
 /// Pages through `/v1/list{dir}` with `limit`; returns the names of each page and the cursors.
-async fn pages(app: &TestApp, token: &str, dir: &str, limit: u32) -> (Vec<Vec<String>>, Vec<String>) {
+async fn pages(
+    app: &TestApp,
+    token: &str,
+    dir: &str,
+    limit: u32,
+) -> (Vec<Vec<String>>, Vec<String>) {
     let (mut pages, mut cursors) = (Vec::new(), Vec::new());
     let mut cursor: Option<String> = None;
     loop {
@@ -23,7 +28,15 @@ async fn pages(app: &TestApp, token: &str, dir: &str, limit: u32) -> (Vec<Vec<St
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["path"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+            .map(|e| {
+                e["path"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         pages.push(names);
         match &body["next_cursor"] {
@@ -45,11 +58,25 @@ async fn paging_with_limit_one_steps_over_a_hidden_entry_without_revealing_it() 
     mkdirs(
         &app,
         &admin,
-        &["/d/alpha", "/d/bravo-secret", "/d/charlie", "/d/delta", "/other/x"],
+        &[
+            "/d/alpha",
+            "/d/bravo-secret",
+            "/d/charlie",
+            "/d/delta",
+            "/other/x",
+        ],
     )
     .await;
     grant(&app, &admin, "user:bob", "/", &["list"], "allow").await;
-    grant(&app, &admin, "user:bob", "/d/bravo-secret", &["list", "read"], "deny").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/d/bravo-secret",
+        &["list", "read"],
+        "deny",
+    )
+    .await;
 
     let (pages1, cursors) = pages(&app, &bob, "/d", 1).await;
     assert_eq!(
@@ -69,7 +96,10 @@ async fn paging_with_limit_one_steps_over_a_hidden_entry_without_revealing_it() 
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&raw);
         for name in ["alpha", "bravo", "charlie"] {
-            assert!(!cursor.contains(name) && !text.contains(name), "cursor reveals {name}");
+            assert!(
+                !cursor.contains(name) && !text.contains(name),
+                "cursor reveals {name}"
+            );
         }
     }
     // A cursor is bound to its listing and cannot be altered or forged.

@@ -14,9 +14,25 @@ async fn a_copy_of_a_tree_with_an_unreadable_entry_inside_is_refused() {
     let admin = app.admin("acme");
     let bob = app.token("bob", "acme", &[]);
     mkdirs(&app, &admin, &["/shared/hr/pay", "/shared/pub", "/bob"]).await;
-    grant(&app, &admin, "user:bob", "/shared", &["read", "copy", "list"], "allow").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/shared",
+        &["read", "copy", "list"],
+        "allow",
+    )
+    .await;
     grant(&app, &admin, "user:bob", "/shared/hr", &["read"], "deny").await;
-    grant(&app, &admin, "user:bob", "/bob", &["write", "read", "list"], "allow").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/bob",
+        &["write", "read", "list"],
+        "allow",
+    )
+    .await;
 
     let (status, problem) = command_status(
         &app,
@@ -32,7 +48,10 @@ async fn a_copy_of_a_tree_with_an_unreadable_entry_inside_is_refused() {
     );
     // A subtree without the denied entry copies fine: the refusal was about hr only.
     let task = app
-        .run(&bob, json!({"op": "copy", "from": "/shared/pub", "to": "/bob/pub"}))
+        .run(
+            &bob,
+            json!({"op": "copy", "from": "/shared/pub", "to": "/bob/pub"}),
+        )
         .await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert!(!app.disk("acme", "/bob/copy").exists());
@@ -57,7 +76,15 @@ async fn a_recursive_delete_with_a_protected_entry_inside_is_refused_and_deletes
     assert!(app.disk("acme", "/area/keep/deep").is_dir());
     assert!(app.disk("acme", "/area/scratch").is_dir());
     // A deny on a path where nothing exists does not block: only entries count.
-    grant(&app, &admin, "user:bob", "/area/scratch/ghost", &["delete"], "deny").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/area/scratch/ghost",
+        &["delete"],
+        "deny",
+    )
+    .await;
     let task = app
         .run(
             &bob,
@@ -101,11 +128,31 @@ async fn overwrite_needs_write_on_the_replaced_file_and_delete_inside_a_replaced
     let app = TestApp::spawn().await;
     let admin = app.admin("acme");
     let bob = app.token("bob", "acme", &[]);
-    mkdirs(&app, &admin, &["/src/a", "/src/b", "/dst/locked", "/dst/tree/keep"]).await;
-    grant(&app, &admin, "user:bob", "/", &["move", "copy", "read", "write", "delete"], "allow")
-        .await;
+    mkdirs(
+        &app,
+        &admin,
+        &["/src/a", "/src/b", "/dst/locked", "/dst/tree/keep"],
+    )
+    .await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/",
+        &["move", "copy", "read", "write", "delete"],
+        "allow",
+    )
+    .await;
     grant(&app, &admin, "user:bob", "/dst/locked", &["write"], "deny").await;
-    grant(&app, &admin, "user:bob", "/dst/tree/keep", &["delete"], "deny").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/dst/tree/keep",
+        &["delete"],
+        "deny",
+    )
+    .await;
 
     for (op, from, to) in [
         ("copy", "/src/a", "/dst/locked"),
@@ -119,7 +166,11 @@ async fn overwrite_needs_write_on_the_replaced_file_and_delete_inside_a_replaced
             json!({"op": op, "from": from, "to": to, "overwrite": true}),
         )
         .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{op} {from} -> {to}: {problem}");
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{op} {from} -> {to}: {problem}"
+        );
     }
     assert!(app.disk("acme", "/dst/tree/keep").is_dir());
     assert!(app.disk("acme", "/src/a").is_dir());
@@ -133,13 +184,23 @@ async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
     let bob = app.token("bob", "acme", &[]);
     let rule = grant(&app, &admin, "user:bob", "/area", &["delete"], "allow").await;
     let mkdir = app
-        .submit(&admin, json!({"op": "mkdir", "path": "/area/x", "parents": true}))
+        .submit(
+            &admin,
+            json!({"op": "mkdir", "path": "/area/x", "parents": true}),
+        )
         .await;
     let delete = app
-        .submit(&bob, json!({"op": "delete", "path": "/area", "recursive": true}))
+        .submit(
+            &bob,
+            json!({"op": "delete", "path": "/area", "recursive": true}),
+        )
         .await;
     let (status, _) = app
-        .request(reqwest::Method::DELETE, &format!("/v1/acl/rules/{rule}"), Some(&admin))
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/acl/rules/{rule}"),
+            Some(&admin),
+        )
         .await
         .send()
         .await

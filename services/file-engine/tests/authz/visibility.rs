@@ -92,7 +92,10 @@ async fn every_public_event_type_reaches_exactly_the_principals_entitled_to_it()
     grant(&app, &admin, "*", "/", &["list", "read"], "allow").await;
     // task.dead_lettered, recorded as a worker would after its last delivery.
     let dead = app
-        .submit(&admin, json!({"op": "mkdir", "path": "/w/dead", "parents": true}))
+        .submit(
+            &admin,
+            json!({"op": "mkdir", "path": "/w/dead", "parents": true}),
+        )
         .await;
     let aggregate =
         platform::event_log::aggregate_id(&events::TenantId::parse("acme").unwrap(), &dead);
@@ -114,37 +117,62 @@ async fn every_public_event_type_reaches_exactly_the_principals_entitled_to_it()
 
     let mkdir = |p: &str| json!({"op": "mkdir", "path": p, "parents": true});
     assert_eq!(app.run(&admin, mkdir("/w")).await["status"], "succeeded");
-    let ok = app.upload_and_wait(&admin, "/w/f.txt", b"plain text".to_vec()).await;
+    let ok = app
+        .upload_and_wait(&admin, "/w/f.txt", b"plain text".to_vec())
+        .await;
     assert_eq!(ok["status"], "succeeded", "{ok}");
-    let bad = app.upload_and_wait(&admin, "/w/eicar.txt", EICAR.to_vec()).await;
+    let bad = app
+        .upload_and_wait(&admin, "/w/eicar.txt", EICAR.to_vec())
+        .await;
     assert_eq!(bad["error"]["code"], "malware_detected", "{bad}");
     for body in [
         json!({"op": "copy", "from": "/w/f.txt", "to": "/w/g.txt"}),
         json!({"op": "move", "from": "/w/g.txt", "to": "/w/h.txt"}),
         json!({"op": "delete", "path": "/w/h.txt"}),
     ] {
-        assert_eq!(app.run(&admin, body.clone()).await["status"], "succeeded", "{body}");
+        assert_eq!(
+            app.run(&admin, body.clone()).await["status"],
+            "succeeded",
+            "{body}"
+        );
     }
-    let failed = app.run(&admin, json!({"op": "delete", "path": "/w/none"})).await;
+    let failed = app
+        .run(&admin, json!({"op": "delete", "path": "/w/none"}))
+        .await;
     assert_eq!(failed["status"], "failed");
     // acl.rule_revoked
     let rule = grant(&app, &admin, "user:bob", "/w", &["write"], "allow").await;
     let revoked = app
-        .request(Method::DELETE, &format!("/v1/acl/rules/{rule}"), Some(&admin))
+        .request(
+            Method::DELETE,
+            &format!("/v1/acl/rules/{rule}"),
+            Some(&admin),
+        )
         .await
         .send()
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.run(&admin, mkdir("/w/end")).await["status"], "succeeded");
+    assert_eq!(
+        app.run(&admin, mkdir("/w/end")).await["status"],
+        "succeeded"
+    );
 
     let all: BTreeSet<&str> = PUBLIC_TYPES.iter().copied().collect();
-    let not_admin_only: BTreeSet<&str> = all.iter().copied().filter(|t| !is_admin_only(t)).collect();
-    assert!(not_admin_only.len() < all.len(), "rule events are admin-only");
+    let not_admin_only: BTreeSet<&str> =
+        all.iter().copied().filter(|t| !is_admin_only(t)).collect();
+    assert!(
+        not_admin_only.len() < all.len(),
+        "rule events are admin-only"
+    );
     for (who, stream) in &mut streams {
         let frames = stream.until("/w/end").await;
         let types: BTreeSet<&str> = frames.iter().map(|(t, _)| t.as_str()).collect();
-        let expected = if *who == "admin" { &all } else { &not_admin_only };
+        let expected = if *who == "admin" {
+            &all
+        } else {
+            &not_admin_only
+        };
         assert_eq!(&types, expected, "{who} saw {frames:?}");
     }
     services.shutdown().await;
