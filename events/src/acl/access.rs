@@ -88,7 +88,10 @@ pub fn authorize(
         }
         Access::Copy { from, to } => {
             // A deny of `read` stops a copy too: the duplicate would be readable.
-            if !index.decide_any(principal, &[P::Copy, P::Read], from).allowed {
+            if !index
+                .decide_any(principal, &[P::Copy, P::Read], from)
+                .allowed
+            {
                 return Err(Denied {
                     permission: P::Copy,
                     path: from.clone(),

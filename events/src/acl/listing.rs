@@ -34,7 +34,11 @@ impl VisibleChildren {
 }
 
 /// The children of `dir` that `principal` may see (an admin sees all).
-pub fn visible_children(index: &AclIndex, principal: &Principal, dir: &FilePath) -> VisibleChildren {
+pub fn visible_children(
+    index: &AclIndex,
+    principal: &Principal,
+    dir: &FilePath,
+) -> VisibleChildren {
     if principal.is_admin() {
         return VisibleChildren::AllExcept(Vec::new());
     }

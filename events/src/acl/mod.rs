@@ -28,7 +28,7 @@ pub use command::AclCommand;
 pub use event::AclEvent;
 pub use index::AclIndex;
 pub use listing::{visible_children, VisibleChildren};
-pub use subtree::{authorize_tree, entries_to_look_up, Existing, TreeAccess};
 pub use rule::{
     AclDecision, AclRule, Effect, InvalidSubject, Permission, Subject, UnknownPermission,
 };
+pub use subtree::{authorize_tree, entries_to_look_up, Existing, TreeAccess};

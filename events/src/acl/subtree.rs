@@ -176,10 +176,7 @@ pub fn authorize_tree(
         }
         if whole_tree {
             let inside = index.rule_paths_below(principal, req.any_of, req.path);
-            if inside
-                .iter()
-                .any(|p| existing(p).is_some() && !holds(p))
-            {
+            if inside.iter().any(|p| existing(p).is_some() && !holds(p)) {
                 return Err(denied());
             }
         }
@@ -286,7 +283,12 @@ mod tests {
     #[test]
     fn overwrite_needs_write_on_the_target_and_delete_inside_a_replaced_directory() {
         let index = AclIndex::from_rules([
-            rule("user:bob", "/", &[P::Move, P::Write, P::Delete], Effect::Allow),
+            rule(
+                "user:bob",
+                "/",
+                &[P::Move, P::Write, P::Delete],
+                Effect::Allow,
+            ),
             rule("user:bob", "/dst/locked.txt", &[P::Write], Effect::Deny),
             rule("user:bob", "/dir/keep", &[P::Delete], Effect::Deny),
         ]);
@@ -330,15 +332,13 @@ mod tests {
     const PERMS: [Permission; 5] = [P::Move, P::Copy, P::Read, P::Delete, P::Write];
 
     fn arb_path(min_depth: usize) -> impl Strategy<Value = FilePath> {
-        prop::collection::vec(prop::sample::select(&SEGMENTS[..]), min_depth..=3).prop_map(
-            |segs| {
-                if segs.is_empty() {
-                    FilePath::root()
-                } else {
-                    path(&format!("/{}", segs.join("/")))
-                }
-            },
-        )
+        prop::collection::vec(prop::sample::select(&SEGMENTS[..]), min_depth..=3).prop_map(|segs| {
+            if segs.is_empty() {
+                FilePath::root()
+            } else {
+                path(&format!("/{}", segs.join("/")))
+            }
+        })
     }
 
     fn arb_rule() -> impl Strategy<Value = AclRule> {

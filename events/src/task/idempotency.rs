@@ -24,8 +24,7 @@ const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f0c_2b51_8f3d_4c2e_9a71_0
 
 /// The 24-hour window of the epoch `at` falls in.
 pub fn key_window(at: DateTime<Utc>) -> i64 {
-    at.timestamp()
-        .div_euclid(IDEMPOTENCY_KEY_TTL.num_seconds())
+    at.timestamp().div_euclid(IDEMPOTENCY_KEY_TTL.num_seconds())
 }
 
 /// The task id a key maps to in `window`: a name-based UUID of (tenant, principal, key,

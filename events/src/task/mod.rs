@@ -22,5 +22,5 @@ pub use event::{TaskEvent, TaskFailure};
 pub use idempotency::{
     key_window, request_fingerprint, task_id_for_idempotency_key, IDEMPOTENCY_KEY_TTL,
 };
-pub use verdict::quarantine_reason;
 pub use spec::{body_hash, FileCommand, TaskOp, TaskSpec, UploadSpec};
+pub use verdict::quarantine_reason;
