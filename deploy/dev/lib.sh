@@ -89,7 +89,7 @@ ensure_cargo() {
 
 # fe_setup: everything both commands need. Fast when all is in place (no network).
 fe_setup() {
-    local pkgs=(clamav-daemon openssl curl pkg-config ca-certificates)
+    local pkgs=(clamav-daemon openssl curl pkg-config ca-certificates zip)
     command -v cc >/dev/null || pkgs+=(build-essential)
     command -v psql >/dev/null || pkgs+=(postgresql-client)
     apt_install "${pkgs[@]}"

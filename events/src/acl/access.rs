@@ -87,7 +87,16 @@ pub fn authorize(
             need(&[P::Write], &target_parent(to))
         }
         Access::Copy { from, to } => {
-            need(&[P::Copy, P::Read], from)?;
+            // A deny of `read` stops a copy too: the duplicate would be readable.
+            if !index
+                .decide_any(principal, &[P::Copy, P::Read], from)
+                .allowed
+            {
+                return Err(Denied {
+                    permission: P::Copy,
+                    path: from.clone(),
+                });
+            }
             need(&[P::Write], &target_parent(to))
         }
     }

@@ -87,6 +87,34 @@ impl AclIndex {
             .decide(Asker::Principal(principal), permission, path)
     }
 
+    /// The decision when a rule naming any of `permissions` counts: any such deny refuses,
+    /// else any such allow allows. Used where one of several permissions serves but a deny of
+    /// either must hold (a copy needs `read` or `copy`, and a deny of `read` stops it).
+    pub fn decide_any(
+        &self,
+        principal: &Principal,
+        permissions: &[Permission],
+        path: &FilePath,
+    ) -> AclDecision {
+        let bits = permissions.iter().fold(0, |acc, p| acc | p.bit());
+        self.tree
+            .decide_bits(Asker::Principal(principal), bits, path)
+    }
+
+    /// Paths strictly below `root` holding a rule for `principal` that names one of
+    /// `permissions`, sorted: where a decision inside the subtree can differ from the one on
+    /// `root` (see `subtree.rs`).
+    pub fn rule_paths_below(
+        &self,
+        principal: &Principal,
+        permissions: &[Permission],
+        root: &FilePath,
+    ) -> Vec<FilePath> {
+        let bits = permissions.iter().fold(0, |acc, p| acc | p.bit());
+        self.tree
+            .rule_paths_below(Asker::Principal(principal), bits, root)
+    }
+
     /// The decision for a subject given to `/v1/acl/check`: `user:bob` is covered by rules
     /// for `user:bob` and `*`, `role:x` by rules for `role:x` and `*`.
     pub fn decide_for_subject(

@@ -100,7 +100,12 @@ impl Node {
         permission: Permission,
         path: &FilePath,
     ) -> AclDecision {
-        let bit = permission.bit();
+        self.decide_bits(asker, permission.bit(), path)
+    }
+
+    /// Like [`Node::decide`] for a set of permissions (`bits`): a rule naming any of them
+    /// matches.
+    pub(super) fn decide_bits(&self, asker: Asker<'_>, bit: u8, path: &FilePath) -> AclDecision {
         let mut matches = Matches::default();
         let mut node = self;
         node.rules.collect(asker, bit, &mut matches);
@@ -121,6 +126,53 @@ impl Node {
                 allowed: false,
                 rule_ids: matches.denies,
             }
+        }
+    }
+}
+
+impl Node {
+    /// Paths strictly below `root` that carry at least one rule applying to `asker` and
+    /// naming one of the permissions in `bits`: the only places inside the subtree where a
+    /// decision can differ from the decision on `root` itself. Sorted, so results do not
+    /// depend on hash order.
+    pub(super) fn rule_paths_below(
+        &self,
+        asker: Asker<'_>,
+        bits: u8,
+        root: &FilePath,
+    ) -> Vec<FilePath> {
+        let mut node = self;
+        for segment in root.segments() {
+            match node.children.get(segment) {
+                Some(child) => node = child,
+                None => return Vec::new(),
+            }
+        }
+        let mut found = Vec::new();
+        node.collect_rule_paths(asker, bits, root, &mut found);
+        found.sort();
+        found
+    }
+
+    fn collect_rule_paths(
+        &self,
+        asker: Asker<'_>,
+        bits: u8,
+        at: &FilePath,
+        found: &mut Vec<FilePath>,
+    ) {
+        for (segment, child) in &self.children {
+            // Segments come from valid rule paths, so the join cannot fail; a failure would
+            // only drop a path that could not name an entry either.
+            let Ok(path) = at.join(segment) else {
+                continue;
+            };
+            let mut matches = Matches::default();
+            child.rules.collect(asker, bits, &mut matches);
+            if !matches.allows.is_empty() || !matches.denies.is_empty() {
+                found.push(path.clone());
+            }
+            child.collect_rule_paths(asker, bits, &path, found);
         }
     }
 }

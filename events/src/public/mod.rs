@@ -266,6 +266,13 @@ pub fn is_public(short_type: &str) -> bool {
     PUBLIC_TYPES.contains(&short_type)
 }
 
+/// Whether only tenant admins may receive this short type from a subscriber channel (SSE and
+/// webhooks alike): rule and subscription events describe the access configuration, which
+/// only admins may read (API.md "Notifications").
+pub fn is_admin_only(short_type: &str) -> bool {
+    short_type.starts_with("acl.") || short_type.starts_with("subscription.")
+}
+
 /// `"dir.created"` -> `"io.file-engine.dir.created.v1"`.
 pub fn full_type(short_type: &str) -> String {
     format!("{TYPE_PREFIX}{short_type}{TYPE_SUFFIX}")

@@ -205,6 +205,7 @@ fn task_requested_flattens_the_command() {
         task_id: Uuid::parse_str(TASK).unwrap(),
         tenant: tenant(),
         principal: "alice".into(),
+        roles: vec![],
         spec: TaskSpec::Command(FileCommand::Move {
             from: p("/a"),
             to: p("/b"),

@@ -45,6 +45,8 @@ impl TaskStatus {
 pub enum TaskError {
     #[error("the idempotency key was already used with a different request")]
     IdempotencyKeyReused,
+    #[error("the idempotency key's task is older than 24 hours")]
+    IdempotencyKeyExpired,
     #[error("the task does not exist")]
     NotRequested,
     #[error("the task already reached a terminal state")]
@@ -65,6 +67,9 @@ pub struct Task {
     pub task_id: Option<Uuid>,
     pub tenant: Option<TenantId>,
     pub principal: String,
+    /// The requester's roles as of the request.
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub spec: Option<TaskSpec>,
     pub status: TaskStatus,
     pub attempts: u32,
@@ -101,6 +106,7 @@ impl Aggregate for Task {
                 task_id,
                 tenant,
                 principal,
+                roles,
                 spec,
                 idempotency_key,
                 body_hash,
@@ -109,6 +115,7 @@ impl Aggregate for Task {
                 self.task_id = Some(task_id);
                 self.tenant = Some(tenant);
                 self.principal = principal;
+                self.roles = roles;
                 self.spec = Some(spec);
                 self.idempotency_key = idempotency_key;
                 self.body_hash = body_hash;
@@ -179,6 +186,7 @@ impl Task {
             task_id,
             tenant,
             principal,
+            roles,
             spec,
             idempotency_key,
             body_hash,
@@ -188,6 +196,9 @@ impl Task {
             return Err(TaskError::WrongKind);
         };
         if self.status != TaskStatus::Unknown {
+            if !self.holds_key_at(requested_at) {
+                return Err(TaskError::IdempotencyKeyExpired);
+            }
             return match body_hash {
                 Some(hash) if self.body_hash.as_deref() == Some(hash.as_str()) => Ok(vec![]),
                 _ => Err(TaskError::IdempotencyKeyReused),
@@ -201,6 +212,7 @@ impl Task {
             task_id,
             tenant,
             principal,
+            roles,
             spec,
             idempotency_key,
             body_hash,
@@ -277,6 +289,7 @@ impl Task {
         if clean {
             return Ok(vec![scanned]);
         }
+        let reason = super::verdict::quarantine_reason(signature.as_deref());
         Ok(vec![
             scanned,
             TaskEvent::FileQuarantined {
@@ -284,10 +297,7 @@ impl Task {
                 signature,
             },
             TaskEvent::TaskFailed {
-                error: TaskFailure::new(
-                    "malware_detected",
-                    "the upload was found infected and is quarantined",
-                ),
+                error: TaskFailure::new("malware_detected", reason),
             },
         ])
     }

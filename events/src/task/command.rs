@@ -15,6 +15,8 @@ pub enum TaskCommand {
         task_id: Uuid,
         tenant: TenantId,
         principal: String,
+        /// The requester's roles (kept so the worker can re-check access).
+        roles: Vec<String>,
         spec: TaskSpec,
         idempotency_key: Option<String>,
         body_hash: Option<String>,

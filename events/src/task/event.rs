@@ -20,11 +20,32 @@ pub struct TaskFailure {
 }
 
 impl TaskFailure {
+    /// A failure with a message written for the client. Never pass the text of an internal
+    /// error here (database, NATS, I/O, a storage backend): use [`TaskFailure::generic`].
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
             code: code.to_owned(),
             message: message.into(),
         }
+    }
+
+    /// A failure with the fixed, client-safe message of its code, for failures whose cause is
+    /// internal text: the cause belongs in the service's log, never in the task or the
+    /// `task.failed` / `task.dead_lettered` events that subscribers and auditors receive.
+    pub fn generic(code: &str) -> Self {
+        let message = match code {
+            "not_found" => "a path the task needs does not exist",
+            "already_exists" => "the target already exists",
+            "not_empty" => "the directory is not empty",
+            "conflict" => "an entry is not of the kind the task needs (file or directory)",
+            "forbidden" => "the requester may not do this",
+            "path_invalid" => "a path of the task is not valid in storage",
+            "malware_detected" => "the upload contains malware",
+            "quota_exceeded" => "the tenant's quota would be exceeded",
+            "timeout" => "the task did not finish in time",
+            _ => "the storage backend failed; an administrator can retry the task",
+        };
+        Self::new(code, message)
     }
 }
 
@@ -34,6 +55,10 @@ pub enum TaskEvent {
         task_id: Uuid,
         tenant: TenantId,
         principal: String,
+        /// The requester's roles when the request was accepted, so the worker can decide the
+        /// ACL again as of execution time (absent in events written before they were kept).
+        #[serde(default)]
+        roles: Vec<String>,
         spec: TaskSpec,
         idempotency_key: Option<String>,
         body_hash: Option<String>,

@@ -7,12 +7,20 @@
 //! idempotency-key rule (same key + same body = the same task; a different body = refused).
 //! Which storage state makes a task fail is decided by the worker, which reports it here.
 
+mod access;
 mod aggregate;
 mod command;
 mod event;
+mod idempotency;
 mod spec;
+mod verdict;
 
+pub use access::CommandAccess;
 pub use aggregate::{Task, TaskError, TaskStatus};
 pub use command::TaskCommand;
 pub use event::{TaskEvent, TaskFailure};
-pub use spec::{body_hash, task_id_for_idempotency_key, FileCommand, TaskOp, TaskSpec, UploadSpec};
+pub use idempotency::{
+    key_window, request_fingerprint, task_id_for_idempotency_key, IDEMPOTENCY_KEY_TTL,
+};
+pub use spec::{body_hash, FileCommand, TaskOp, TaskSpec, UploadSpec};
+pub use verdict::quarantine_reason;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{FilePath, IdempotencyKey, TenantId};
+use crate::FilePath;
 
 /// A command body of `POST /v1/commands`, exactly as API.md lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,19 +115,6 @@ impl TaskSpec {
     }
 }
 
-/// The fixed namespace of idempotency-derived task ids (a random v4 uuid, chosen once).
-const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f0c_2b51_8f3d_4c2e_9a71_0d5e_44b3_a9c1);
-
-/// The task id an idempotency key maps to: a name-based UUID of (tenant, principal, key).
-///
-/// Deriving the id from the key (instead of looking it up) makes the "same key = same task"
-/// rule race-free: two concurrent requests with one key target the same aggregate, and the
-/// event log's optimistic concurrency lets exactly one of them create it.
-pub fn task_id_for_idempotency_key(tenant: &TenantId, subject: &str, key: &IdempotencyKey) -> Uuid {
-    let name = format!("{}\u{0}{}\u{0}{}", tenant.as_str(), subject, key.as_str());
-    Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, name.as_bytes())
-}
-
 /// SHA-256 (hex) of the canonical form of a JSON request body: "same body" means the same JSON
 /// value, whatever the key order or white space.
 pub fn body_hash(body: &serde_json::Value) -> String {
@@ -186,17 +173,6 @@ mod tests {
         let c: serde_json::Value = serde_json::from_str(r#"{"op":"mkdir","path":"/b"}"#).unwrap();
         assert_eq!(body_hash(&a), body_hash(&b));
         assert_ne!(body_hash(&a), body_hash(&c));
-    }
-
-    #[test]
-    fn idempotency_ids_are_scoped_to_tenant_and_principal() {
-        let t1 = TenantId::parse("t1").unwrap();
-        let t2 = TenantId::parse("t2").unwrap();
-        let k = IdempotencyKey::parse("key-1").unwrap();
-        let id = task_id_for_idempotency_key(&t1, "alice", &k);
-        assert_eq!(id, task_id_for_idempotency_key(&t1, "alice", &k));
-        assert_ne!(id, task_id_for_idempotency_key(&t2, "alice", &k));
-        assert_ne!(id, task_id_for_idempotency_key(&t1, "bob", &k));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! decides many times, like a listing) before it records or looks up anything, so a path the
 //! caller may not use answers 403 whether or not it exists.
 //!
-//! The rules come from the ACL read model (`acl_rules`), held in an in-process cache per
+//! Recursive commands ([`Decider::check_tree`]) are decided over their whole subtree with at
+//! most one catalogue query (`events::acl::authorize_tree`).
+//!
+//! The rules come from the ACL read model (`acl_rules`, read through `platform::access`), held in an in-process cache per
 //! tenant: `(version, Arc<AclIndex>)`, where the version is the stream sequence of the
 //! tenant's latest ACL event (`acl_versions`). Each decision reads the version (one primary-key
 //! lookup) and reloads the rules only when it changed. Because the ACL admin API answers a
@@ -20,9 +23,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use events::acl::{Access, AclIndex, AclRule, Effect, Permission, Subject};
-use events::{FilePath, Principal, TenantId};
-use uuid::Uuid;
+use events::acl::{Access, AclIndex, Denied, TreeAccess};
+use events::{Principal, TenantId};
+use platform::access::AccessReadError;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -90,7 +93,31 @@ impl<'a> Decider<'a> {
 
     /// The decision for one access; records it in the metrics.
     pub fn check(&self, access: Access<'_>) -> Result<(), ApiError> {
-        match events::acl::authorize(&self.index, self.caller, access) {
+        self.record(events::acl::authorize(&self.index, self.caller, access))
+    }
+
+    /// The decision for a recursive command over its whole subtree (API.md "Recursive
+    /// commands follow the rules inside the subtree"): the rules alone decide unless one of
+    /// the caller's rules lies inside the subtree, then one catalogue query says which of
+    /// those rule paths exist.
+    pub async fn check_tree(
+        &self,
+        state: &AppState,
+        access: TreeAccess<'_>,
+    ) -> Result<(), ApiError> {
+        let lookups = events::acl::entries_to_look_up(&self.index, self.caller, access);
+        let existing =
+            platform::access::existing_entries(&state.pool, &self.caller.tenant, &lookups)
+                .await
+                .map_err(access_error)?;
+        let decision = events::acl::authorize_tree(&self.index, self.caller, access, |p| {
+            existing.get(p).copied()
+        });
+        self.record(decision)
+    }
+
+    fn record(&self, decision: Result<(), Denied>) -> Result<(), ApiError> {
+        match decision {
             Ok(()) => {
                 metrics::counter!("fe_acl_decisions_total", "decision" => "allow").increment(1);
                 Ok(())
@@ -102,6 +129,11 @@ impl<'a> Decider<'a> {
         }
     }
 
+    /// The children of `dir` a listing shows the caller.
+    pub fn visible_children(&self, dir: &events::FilePath) -> events::acl::VisibleChildren {
+        events::acl::visible_children(&self.index, self.caller, dir)
+    }
+
     /// Like [`Decider::check`] but only says yes or no (for filtering listings).
     pub fn allows(&self, access: Access<'_>) -> bool {
         self.check(access).is_ok()
@@ -110,84 +142,24 @@ impl<'a> Decider<'a> {
 
 /// The tenant's rules in force, from the cache when its version is current.
 pub async fn tenant_index(state: &AppState, tenant: &TenantId) -> Result<Arc<AclIndex>, ApiError> {
-    let version: Option<i64> = sqlx::query_scalar("SELECT seq FROM acl_versions WHERE tenant = $1")
-        .bind(tenant.as_str())
-        .fetch_optional(&state.pool)
-        .await?;
-    let version = version.unwrap_or(0).max(0) as u64;
+    let version = platform::access::acl_version(&state.pool, tenant)
+        .await
+        .map_err(access_error)?;
     if let Some(index) = state.acl.get(tenant, version) {
         return Ok(index);
     }
-    let (version, index) = load_rules(state, tenant).await?;
+    let (version, index) = platform::access::acl_rules(&state.pool, tenant)
+        .await
+        .map_err(access_error)?;
     let index = Arc::new(index);
     state.acl.store(tenant, version, index.clone());
     metrics::counter!("fe_acl_cache_reloads_total").increment(1);
     Ok(index)
 }
 
-/// One row of the reload: the version (null if the tenant has no ACL events) and a rule
-/// (all null if the tenant has no rules).
-#[derive(sqlx::FromRow)]
-struct RuleRow {
-    version: Option<i64>,
-    rule_id: Option<Uuid>,
-    subject: Option<String>,
-    path: Option<String>,
-    permissions: Option<Vec<String>>,
-    effect: Option<String>,
-}
-
-/// The version and the rules read in one statement, hence from one snapshot.
-async fn load_rules(state: &AppState, tenant: &TenantId) -> Result<(u64, AclIndex), ApiError> {
-    let rows: Vec<RuleRow> = sqlx::query_as(
-        "SELECT v.seq AS version, r.rule_id, r.subject, r.path, r.permissions, r.effect
-         FROM (SELECT $1::text AS tenant) t
-         LEFT JOIN acl_versions v ON v.tenant = t.tenant
-         LEFT JOIN acl_rules r ON r.tenant = t.tenant",
-    )
-    .bind(tenant.as_str())
-    .fetch_all(&state.pool)
-    .await?;
-    let version = rows.first().and_then(|r| r.version).unwrap_or(0).max(0) as u64;
-    let mut rules = Vec::with_capacity(rows.len());
-    for row in rows {
-        if let Some(rule) = rule_of(row)? {
-            rules.push(rule);
-        }
+fn access_error(e: AccessReadError) -> ApiError {
+    match e {
+        AccessReadError::Db(e) => e.into(),
+        other => ApiError::internal(other),
     }
-    Ok((version, AclIndex::from_rules(rules)))
-}
-
-/// A stored rule; a row that does not parse fails the request (a skipped deny would open
-/// access).
-fn rule_of(row: RuleRow) -> Result<Option<AclRule>, ApiError> {
-    let RuleRow {
-        rule_id: Some(rule_id),
-        subject: Some(subject),
-        path: Some(path),
-        permissions: Some(permissions),
-        effect: Some(effect),
-        ..
-    } = row
-    else {
-        return Ok(None);
-    };
-    let corrupt = || ApiError::internal(format!("ACL rule {rule_id} in the read model is corrupt"));
-    let permissions = permissions
-        .iter()
-        .map(|p| p.parse::<Permission>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| corrupt())?;
-    let effect = match effect.as_str() {
-        "allow" => Effect::Allow,
-        "deny" => Effect::Deny,
-        _ => return Err(corrupt()),
-    };
-    Ok(Some(AclRule {
-        rule_id,
-        subject: Subject::parse(&subject).map_err(|_| corrupt())?,
-        path: FilePath::parse(&path).map_err(|_| corrupt())?,
-        permissions,
-        effect,
-    }))
 }

@@ -78,6 +78,19 @@ fn traceparent_for(incoming: Option<&str>) -> String {
     format!("00-{trace}-{}-01", random_hex(8))
 }
 
+/// Where signed links are served; what follows is a bearer credential.
+const LINKS_PREFIX: &str = "/v1/links/";
+
+/// The request path as it may appear in spans and logs: a signed link's token is a
+/// credential (whoever holds it downloads the file), so `/v1/links/<token>` is recorded as
+/// `/v1/links/<redacted>`. The query string is never recorded (cursors, waits).
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(LINKS_PREFIX) {
+        Some(token) if !token.is_empty() => format!("{LINKS_PREFIX}<redacted>").into(),
+        _ => path.into(),
+    }
+}
+
 pub async fn middleware(req: Request, next: Next) -> Response {
     let (incoming_id, incoming_trace) = {
         let header = |name: &HeaderName| {
@@ -96,7 +109,8 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         request_id: request_id.clone(),
         traceparent,
     };
-    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), route = %req.uri().path());
+    let route = loggable_path(req.uri().path());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), route = %route);
     // Exported spans join the caller's trace; an invalid header starts a new trace.
     if let Some(incoming) = incoming_trace
         .as_deref()
@@ -116,6 +130,17 @@ pub async fn middleware(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_tokens_are_redacted_from_logged_paths() {
+        let token = "eyJwYXRoIjoiL2EifQ.c2lnbmF0dXJl";
+        let path = format!("/v1/links/{token}");
+        let logged = loggable_path(&path);
+        assert_eq!(logged, "/v1/links/<redacted>");
+        assert!(!logged.contains(token));
+        assert_eq!(loggable_path("/v1/links"), "/v1/links");
+        assert_eq!(loggable_path("/v1/files/a/b.txt"), "/v1/files/a/b.txt");
+    }
 
     #[test]
     fn request_ids_are_validated() {

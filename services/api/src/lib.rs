@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod context;
+pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod files;

@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Keys for signed links, newest first (never logged: `AppState` has no `Debug`).
     pub link_secrets: Arc<Vec<String>>,
+    /// Seals listing cursors (see `cursor`).
+    pub cursor_key: Arc<crate::cursor::CursorKey>,
     /// Per-tenant cache of the ACL read model (see `authz`).
     pub acl: crate::authz::AclCache,
     /// Per-principal and per-tenant request limits.

@@ -303,6 +303,12 @@ fn api_state(
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
+        cursor_key: Arc::new(api::cursor::CursorKey::derive(
+            c.link_secrets
+                .first()
+                .or(c.webhook_secret_key.as_ref())
+                .map(String::as_str),
+        )),
         rate_limits: api::rate_limit::RateLimits::new(
             c.rate_limit_per_min,
             c.tenant_rate_limit_per_min,

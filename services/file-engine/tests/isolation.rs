@@ -188,6 +188,7 @@ fn requested(tenant: &str, command: FileCommand) -> TaskEvent {
         task_id: Uuid::now_v7(),
         tenant: TenantId::parse(tenant).unwrap(),
         principal: "root".into(),
+        roles: vec!["admin".into()],
         spec: TaskSpec::Command(command),
         idempotency_key: None,
         body_hash: None,
@@ -271,6 +272,7 @@ async fn an_unprojectable_commit_parks_only_its_tenant_until_resumed() {
         task_id: after,
         tenant: TenantId::parse(poisoned).unwrap(),
         principal: "root".into(),
+        roles: vec!["admin".into()],
         spec: TaskSpec::Command(FileCommand::Mkdir {
             path: FilePath::parse("/after").unwrap(),
             parents: false,

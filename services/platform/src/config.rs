@@ -486,7 +486,7 @@ impl Config {
             worker_ack_wait_s: a.worker_ack_wait_s,
             scanner_concurrency: a.scanner_concurrency,
             scan_timeout_s: a.scan_timeout_s,
-            link_secrets: list(a.link_secret.as_deref().unwrap_or("")),
+            link_secrets: link_secrets(a.link_secret.as_deref().unwrap_or(""))?,
             webhook_allow_private: a.webhook_allow_private,
             webhook_secret_key: a.webhook_secret_key,
             webhook_timeout_s: a.webhook_timeout_s,
@@ -547,6 +547,23 @@ pub fn with_env_args(
         }
     });
     (cmd, argv)
+}
+
+/// Shortest accepted link-signing secret, like the webhook key: a guessable secret would let
+/// anyone mint download links.
+pub const MIN_LINK_SECRET_BYTES: usize = 32;
+
+/// `FE_LINK_SECRET`: comma-separated keys, newest first, each at least
+/// [`MIN_LINK_SECRET_BYTES`] bytes (the process refuses to start otherwise).
+fn link_secrets(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let secrets = list(raw);
+    if secrets.iter().any(|s| s.len() < MIN_LINK_SECRET_BYTES) {
+        return Err(ConfigError::Invalid(format!(
+            "FE_LINK_SECRET is invalid: every key must be at least {MIN_LINK_SECRET_BYTES} bytes \
+             (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    Ok(secrets)
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -672,8 +689,28 @@ mod tests {
 
     #[test]
     fn secrets_are_not_debug_printed() {
-        let c = Config::from_map(&map(&[("FE_LINK_SECRET", "s3cr3t-a,s3cr3t-b")])).unwrap();
+        let keys = format!("s3cr3t-a{0},s3cr3t-b{0}", "x".repeat(32));
+        let c = Config::from_map(&map(&[("FE_LINK_SECRET", keys.as_str())])).unwrap();
         assert_eq!(c.link_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn short_link_secrets_are_refused_without_echoing_them() {
+        let long = "L".repeat(MIN_LINK_SECRET_BYTES);
+        for bad in ["short-secret".to_owned(), format!("{long},tiny-one")] {
+            let err = Config::from_map(&map(&[("FE_LINK_SECRET", bad.as_str())])).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("FE_LINK_SECRET") && text.contains("32 bytes"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("tiny") && !text.contains("short-secret"),
+                "{text}"
+            );
+        }
+        let ok = Config::from_map(&map(&[("FE_LINK_SECRET", long.as_str())])).unwrap();
+        assert_eq!(ok.link_secrets, [long]);
     }
 }

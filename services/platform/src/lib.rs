@@ -5,6 +5,7 @@
 //! consumer definitions, the Postgres pool and migrations, JWT verification and storage.
 //! Services stay thin adapters around `events` plus these pieces.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod consumer;

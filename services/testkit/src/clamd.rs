@@ -31,6 +31,23 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// Upper bound for one `PING` round trip.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `config` with each overridden directive's line replaced, or appended when absent (clamd
+/// refuses a directive given twice).
+fn render_config(config: &str, overrides: &[(String, String)]) -> String {
+    let mut lines: Vec<String> = config.lines().map(str::to_owned).collect();
+    for (name, value) in overrides {
+        let line = format!("{name} {value}");
+        match lines
+            .iter_mut()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        {
+            Some(existing) => *existing = line,
+            None => lines.push(line),
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
 /// A running `clamd` owned by one test; killed when dropped.
 pub struct Clamd {
     /// TCP address, `127.0.0.1:<port>` (what `FE_CLAMD_ADDR` takes).
@@ -40,11 +57,19 @@ pub struct Clamd {
     child: Option<Child>,
     dir: TempDir,
     binary: PathBuf,
+    /// Directives replacing (or added to) the template's, e.g. `("MaxRecursion", "2")`.
+    overrides: Vec<(String, String)>,
 }
 
 impl Clamd {
     /// Starts clamd on a free port with its own directory; ready (answers `PING`) when it returns.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Clamd::start`] with some directives of the template replaced (or added), e.g. a
+    /// low `MaxRecursion` to test what happens past clamd's limits.
+    pub async fn start_with(overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = TempDir::new().context("creating a directory for clamd")?;
         for sub in ["db", "tmp"] {
             std::fs::create_dir_all(dir.path().join(sub))
@@ -58,6 +83,10 @@ impl Clamd {
             child: None,
             dir,
             binary: clamd_binary(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         crate::process::start_on_a_free_port(clamd, "clamd").await
     }
@@ -88,9 +117,12 @@ impl Clamd {
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         let dir = self.dir.path();
-        let config = CONFIG_TEMPLATE
-            .replace("@DIR@", &dir.display().to_string())
-            .replace("@PORT@", &self.port.to_string());
+        let config = render_config(
+            &CONFIG_TEMPLATE
+                .replace("@DIR@", &dir.display().to_string())
+                .replace("@PORT@", &self.port.to_string()),
+            &self.overrides,
+        );
         let config_path = dir.join("clamd.conf");
         std::fs::write(&config_path, config).context("writing clamd.conf")?;
         let stderr = std::fs::File::create(dir.join("clamd.stderr"))

@@ -13,10 +13,15 @@ pub enum EffectError {
 }
 
 impl From<StorageError> for EffectError {
+    /// The storage error's own text stays in the log: clients get its code with a fixed
+    /// message ([`TaskFailure::generic`]).
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Io(msg) => Self::Transient(msg),
-            other => Self::Permanent(TaskFailure::new(other.code(), other.to_string())),
+            other => {
+                tracing::info!(error = %other, "worker: storage refused the effect");
+                Self::Permanent(TaskFailure::generic(other.code()))
+            }
         }
     }
 }
@@ -171,4 +176,29 @@ pub async fn execute(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_error_text_never_becomes_the_task_message() {
+        let inner = "/var/lib/file-engine/tenants/acme/tree/a: Permission denied (os error 13)";
+        for e in [
+            StorageError::Escape(inner.into()),
+            StorageError::Config(inner.into()),
+            StorageError::NotFound(inner.into()),
+            StorageError::NotADirectory(inner.into()),
+        ] {
+            let code = e.code();
+            match EffectError::from(e) {
+                EffectError::Permanent(f) => {
+                    assert_eq!(f.code, code);
+                    assert!(!f.message.contains("/var") && !f.message.contains("os error"));
+                }
+                EffectError::Transient(_) => panic!("{code} is permanent"),
+            }
+        }
+    }
 }

@@ -9,7 +9,8 @@
 //!    worker processes) — or releases the delivery for later, so waiting never holds a slot
 //!    other tenants need ([`run`] says how);
 //! 2. it loads the task from the log; a terminal task is just acknowledged (redelivery);
-//! 3. a pending task gets its preconditions checked against storage — a violated one is a
+//! 3. a pending task gets its access decided again (a permission withdrawn since the request
+//!    fails it `forbidden`, see [`access`]) and its preconditions checked against storage — a violated one is a
 //!    task failure with a stable code — and is then marked `running` (`task.started`);
 //! 4. the effect is performed in a redo-safe way (a task found `running` again after a crash
 //!    re-runs it without re-checking, since the first attempt may have completed it);
@@ -21,6 +22,7 @@
 //! ([`janitor`]).
 
 mod created;
+mod access;
 mod effects;
 mod failures;
 pub mod janitor;

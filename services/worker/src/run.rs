@@ -169,6 +169,10 @@ impl Worker {
         let storage = deps.storage.as_ref();
         let redo = task.status == TaskStatus::Running;
         if !redo {
+            if let Err(err) = crate::access::recheck(&deps.pool, &commit.tenant, &task, &cmd).await
+            {
+                return record_failure(deps, commit, err).await;
+            }
             if let Err(err) = effects::check_preconditions(storage, &commit.tenant, &cmd).await {
                 return record_failure(deps, commit, err).await;
             }
@@ -237,7 +241,9 @@ impl Worker {
             tracing::warn!(%reason, attempts, "worker: transient failure, will retry");
             return Outcome::retry(reason, FAILURE_BACKOFF.delay(i64::from(attempts)));
         }
-        let failure = TaskFailure::new("storage_error", reason);
+        // The reason is internal text (storage, database, NATS): logged, never recorded.
+        tracing::error!(%reason, "worker: attempts exhausted, dead-lettering the task");
+        let failure = TaskFailure::generic("storage_error");
         match execute(
             &self.deps,
             commit,

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::Response;
 use events::acl::Access;
-use events::task::{TaskSpec, UploadSpec};
+use events::task::{request_fingerprint, TaskSpec, UploadSpec};
 use events::{FilePath, TenantId};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -79,7 +79,10 @@ pub async fn put_file(
             received.content_type
         )));
     }
-    let hash = key.as_ref().map(|_| received.sha256.clone());
+    // The key binds the method, the target path and the content.
+    let fingerprint = key
+        .as_ref()
+        .map(|_| request_fingerprint("PUT", path.as_str(), &received.sha256));
     let spec = TaskSpec::Upload(UploadSpec {
         path,
         upload_id: received.upload_id,
@@ -87,7 +90,7 @@ pub async fn put_file(
         sha256: received.sha256.clone(),
         content_type: received.content_type.clone(),
     });
-    match request_task(&state, &caller, spec, key, hash).await {
+    match request_task(&state, &caller, spec, key, fingerprint).await {
         Ok(requested) => {
             if requested.replay {
                 // The task already holds the first copy of these bytes.

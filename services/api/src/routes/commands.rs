@@ -9,16 +9,16 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use events::acl::Access;
 use events::task::{
-    body_hash, task_id_for_idempotency_key, FileCommand, Task, TaskCommand, TaskError, TaskSpec,
+    body_hash, key_window, request_fingerprint, task_id_for_idempotency_key, CommandAccess,
+    FileCommand, Task, TaskCommand, TaskError, TaskSpec,
 };
 use events::{FilePath, IdempotencyKey, Principal};
 use platform::event_log::{aggregate_id, ExecuteError};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::authz::authorize;
+use crate::authz::Decider;
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
@@ -49,10 +49,23 @@ pub async fn post_command(
     let key = idempotency_key(&headers)?;
     refuse_root_mutation(&command)?;
     crate::waits::refuse_if_parked(&state, &caller.tenant)?;
-    authorize(&state, &caller, access_for(&command)).await?;
+    let acl = Decider::load(&state, &caller).await?;
+    match command.access() {
+        CommandAccess::Named(access) => acl.check(access)?,
+        CommandAccess::Tree(access) => acl.check_tree(&state, access).await?,
+    }
     refuse_oversized_subtree(&state, &caller, &command).await?;
-    let hash = key.as_ref().map(|_| body_hash(&raw));
-    let requested = request_task(&state, &caller, TaskSpec::Command(command), key, hash).await?;
+    let fingerprint = key
+        .as_ref()
+        .map(|_| request_fingerprint("POST", "/v1/commands", &body_hash(&raw)));
+    let requested = request_task(
+        &state,
+        &caller,
+        TaskSpec::Command(command),
+        key,
+        fingerprint,
+    )
+    .await?;
     Ok(accepted(requested.task_id))
 }
 
@@ -102,41 +115,35 @@ async fn refuse_oversized_subtree(
     Ok(())
 }
 
-fn access_for(command: &FileCommand) -> Access<'_> {
-    match command {
-        FileCommand::Mkdir { path, .. } => Access::Mkdir(path),
-        FileCommand::Delete { path, .. } => Access::Delete(path),
-        FileCommand::Move { from, to, .. } => Access::Move { from, to },
-        FileCommand::Copy { from, to, .. } => Access::Copy { from, to },
-    }
-}
-
 /// The task a request maps to, and whether it already existed (an idempotent replay).
 pub struct Requested {
     pub task_id: Uuid,
     pub replay: bool,
 }
 
-/// Appends `task.requested` (or recognises an idempotent replay).
+/// Appends `task.requested` (or recognises an idempotent replay). `fingerprint` is the
+/// [`request_fingerprint`] of the whole request when it carries an idempotency key.
 pub async fn request_task(
     state: &AppState,
     caller: &Principal,
     spec: TaskSpec,
     key: Option<IdempotencyKey>,
-    body_hash: Option<String>,
+    fingerprint: Option<String>,
 ) -> Result<Requested, ApiError> {
+    let requested_at = Utc::now();
     let task_id = match &key {
-        Some(k) => task_id_for_idempotency_key(&caller.tenant, &caller.subject, k),
+        Some(k) => keyed_task_id(state, caller, k, requested_at).await?,
         None => Uuid::now_v7(),
     };
     let command = TaskCommand::Request {
         task_id,
         tenant: caller.tenant.clone(),
         principal: caller.subject.clone(),
+        roles: caller.roles.clone(),
         spec,
         idempotency_key: key.map(|k| k.as_str().to_owned()),
-        body_hash,
-        requested_at: Utc::now(),
+        body_hash: fingerprint,
+        requested_at,
     };
     let id = aggregate_id(&caller.tenant, &task_id.to_string());
     match state
@@ -157,6 +164,32 @@ pub async fn request_task(
         Err(ExecuteError::Domain(e)) => Err(ApiError::Conflict(e.to_string())),
         Err(e) => Err(ApiError::unavailable(e)),
     }
+}
+
+/// The task a key names at `at`: the previous window's task while it is younger than 24 h,
+/// else the current window's (see `events::task::task_id_for_idempotency_key`).
+async fn keyed_task_id(
+    state: &AppState,
+    caller: &Principal,
+    key: &IdempotencyKey,
+    at: chrono::DateTime<Utc>,
+) -> Result<Uuid, ApiError> {
+    let window = key_window(at);
+    let previous = task_id_for_idempotency_key(&caller.tenant, &caller.subject, key, window - 1);
+    let loaded = state
+        .log
+        .load::<Task>(&aggregate_id(&caller.tenant, &previous.to_string()))
+        .await
+        .map_err(ApiError::unavailable)?;
+    if loaded.aggregate.holds_key_at(at) {
+        return Ok(previous);
+    }
+    Ok(task_id_for_idempotency_key(
+        &caller.tenant,
+        &caller.subject,
+        key,
+        window,
+    ))
 }
 
 /// Who, which request and which trace: travels with every event the request causes.

@@ -18,7 +18,8 @@
 //! bytes, so SSE, webhooks and the audit API agree). If the projection does not get there in
 //! time the stream ends and the client resumes with `Last-Event-ID`. An event is shown
 //! when the caller may `list` (or `read`) every path it names: its subject and, for moves
-//! and copies, the target; one naming no known path is shown to admins only.
+//! and copies, the target; one naming no known path is shown to admins only, and so are rule
+//! and subscription events (`events::public::is_admin_only`), whatever their path.
 //!
 //! Back-pressure: at most [`BUFFER`] frames wait for a client; a client that takes none for
 //! [`SLOW_CLIENT`] is disconnected (it resumes with `Last-Event-ID`) rather than buffered
@@ -36,7 +37,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use events::acl::Access;
-use events::public::is_public;
+use events::public::{is_admin_only, is_public};
 use events::Principal;
 use futures::StreamExt;
 use platform::event_log::{event_types, LoggedCommit};
@@ -268,12 +269,14 @@ async fn send_commit(
     Ok(())
 }
 
-/// Whether the caller may see the event: every path it names must be listable.
+/// Whether the caller may see the event: rule and subscription events go to admins only, and
+/// every path an event names must be listable.
 fn visible(decider: &Decider<'_>, caller: &Principal, event: &PublicEvent) -> bool {
     if caller.is_admin() {
         return true;
     }
-    !event.paths.is_empty()
+    !is_admin_only(&event.short_type)
+        && !event.paths.is_empty()
         && event
             .paths
             .iter()

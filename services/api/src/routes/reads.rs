@@ -1,14 +1,15 @@
 //! `GET /v1/stat/{path}` and `GET /v1/list/{path}`: the file catalogue read model.
 //!
-//! Listing is keyset-paginated on the entry name (byte order); the cursor is the opaque
-//! base64url of the last name returned, so pages stay stable while entries are added.
+//! Listing is keyset-paginated on the entry name (byte order) over the entries the caller may
+//! see: the ACL filter (`events::acl::visible_children`) is part of the query, so pages are
+//! full and the cursor (sealed by `crate::cursor`) holds the last name shown, never a hidden
+//! one. Pages stay stable while entries are added.
 
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::Json;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use events::acl::Access;
+use events::acl::{Access, VisibleChildren};
 use events::FilePath;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -140,49 +141,70 @@ pub async fn list(
 ) -> Result<Json<Listing>, ApiError> {
     let dir = path_after(&uri, "/v1/list/")?;
     let limit = parse_limit(q.limit.as_deref())?;
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let tenant = caller.tenant.as_str();
+    let context = [tenant, caller.subject.as_str(), dir.as_str()];
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| state.cursor_key.open(&context, c))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // One view of the rules for the directory and every entry shown.
     let acl = Decider::load(&state, &caller).await?;
     acl.check(Access::List(&dir))?;
-    let tenant = caller.tenant.as_str();
     match stat_of(&state, tenant, &dir).await? {
         None => return Err(ApiError::NotFound("no such directory".into())),
         Some(s) if s.kind != "dir" => return Err(ApiError::Conflict("not a directory".into())),
         Some(_) => {}
     }
+    let visible = acl.visible_children(&dir);
+    let mut rows = visible_page(&state, tenant, &dir, &visible, after.as_deref(), limit).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    // The filter ran before the LIMIT: the page is full unless it is the last, and the
+    // cursor seals the last name shown, never one the caller may not see.
+    let next_cursor = if more {
+        rows.last()
+            .map(|r| state.cursor_key.seal(&context, name_of(&r.path)))
+    } else {
+        None
+    };
+    Ok(Json(Listing {
+        entries: rows,
+        next_cursor,
+    }))
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or_default()
+}
+
+/// Up to `limit + 1` visible children of `dir` after the name `after`, in name order.
+async fn visible_page(
+    state: &AppState,
+    tenant: &str,
+    dir: &FilePath,
+    visible: &VisibleChildren,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Stat>, ApiError> {
+    let (filter, names) = match visible {
+        VisibleChildren::AllExcept(hidden) => ("NOT (name = ANY($5))", hidden),
+        VisibleChildren::Only(shown) => ("name = ANY($5)", shown),
+    };
     let sql = format!(
-        "SELECT {STAT_COLUMNS} FROM entries WHERE tenant = $1 AND parent = $2 AND name > $3
+        "SELECT {STAT_COLUMNS} FROM entries
+         WHERE tenant = $1 AND parent = $2 AND name > $3 AND {filter}
          ORDER BY name LIMIT $4"
     );
-    let mut rows: Vec<Stat> = sqlx::query_as(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(tenant)
         .bind(dir.as_str())
         .bind(after.unwrap_or_default())
         .bind(limit + 1)
+        .bind(names)
         .fetch_all(&state.pool)
-        .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    // The cursor follows the last row scanned, not the last one shown, so hidden entries at
-    // the end of a page are not scanned again.
-    let next_cursor = if more {
-        rows.last().map(|r| encode_cursor(&r.path))
-    } else {
-        None
-    };
-    let mut entries = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Ok(path) = FilePath::parse(&row.path) else {
-            continue;
-        };
-        if acl.allows(Access::ListEntry(&path)) {
-            entries.push(row);
-        }
-    }
-    Ok(Json(Listing {
-        entries,
-        next_cursor,
-    }))
+        .await?)
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
@@ -195,17 +217,4 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
             ))),
         },
     }
-}
-
-fn encode_cursor(path: &str) -> String {
-    let name = path.rsplit('/').next().unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
-}
-
-fn decode_cursor(raw: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::BadRequest("invalid cursor".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    String::from_utf8(bytes).map_err(|_| bad())
 }

@@ -25,6 +25,7 @@ fn bulk_commit(tenant: &TenantId, i: usize) -> Vec<StoredEvent> {
         task_id,
         tenant: tenant.clone(),
         principal: format!("user-{}", i % 7),
+        roles: vec![],
         spec: TaskSpec::Command(FileCommand::Mkdir {
             path: FilePath::parse(&format!("/bulk/{i}")).unwrap(),
             parents: true,

@@ -72,7 +72,7 @@ impl TestApp {
         let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
         let mut env: Vec<(&str, &str)> = vec![
             ("FE_CLAMD_ADDR", clamd.addr.as_str()),
-            ("FE_LINK_SECRET", "test-link-secret"),
+            ("FE_LINK_SECRET", "test-link-secret-of-at-least-32-bytes"),
         ];
         env.extend_from_slice(extra);
         let mut app = Self::spawn_with(

@@ -110,6 +110,7 @@ impl Harness {
             task_id,
             tenant: self.tenant.clone(),
             principal: "alice".into(),
+            roles: vec![],
             spec: TaskSpec::Upload(upload),
             idempotency_key: None,
             body_hash: None,

@@ -1,0 +1,221 @@
+//! Recursive move, copy and delete, and `overwrite: true`, need their permission on every
+//! entry of the subtree they touch; the worker decides again when the task runs.
+
+use file_engine::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::support::TestApp;
+use super::{command_status, grant, mkdirs};
+
+#[tokio::test]
+async fn a_copy_of_a_tree_with_an_unreadable_entry_inside_is_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("acme");
+    let bob = app.token("bob", "acme", &[]);
+    mkdirs(&app, &admin, &["/shared/hr/pay", "/shared/pub", "/bob"]).await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/shared",
+        &["read", "copy", "list"],
+        "allow",
+    )
+    .await;
+    grant(&app, &admin, "user:bob", "/shared/hr", &["read"], "deny").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/bob",
+        &["write", "read", "list"],
+        "allow",
+    )
+    .await;
+
+    let (status, problem) = command_status(
+        &app,
+        &bob,
+        json!({"op": "copy", "from": "/shared", "to": "/bob/copy"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["code"], "forbidden");
+    assert!(
+        !problem.to_string().contains("/shared/hr"),
+        "the refusal must not name entries inside the tree: {problem}"
+    );
+    // A subtree without the denied entry copies fine: the refusal was about hr only.
+    let task = app
+        .run(
+            &bob,
+            json!({"op": "copy", "from": "/shared/pub", "to": "/bob/pub"}),
+        )
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert!(!app.disk("acme", "/bob/copy").exists());
+}
+
+#[tokio::test]
+async fn a_recursive_delete_with_a_protected_entry_inside_is_refused_and_deletes_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("acme");
+    let bob = app.token("bob", "acme", &[]);
+    mkdirs(&app, &admin, &["/area/keep/deep", "/area/scratch"]).await;
+    grant(&app, &admin, "user:bob", "/area", &["delete"], "allow").await;
+    grant(&app, &admin, "user:bob", "/area/keep", &["delete"], "deny").await;
+
+    let (status, problem) = command_status(
+        &app,
+        &bob,
+        json!({"op": "delete", "path": "/area", "recursive": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(app.disk("acme", "/area/keep/deep").is_dir());
+    assert!(app.disk("acme", "/area/scratch").is_dir());
+    // A deny on a path where nothing exists does not block: only entries count.
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/area/scratch/ghost",
+        &["delete"],
+        "deny",
+    )
+    .await;
+    let task = app
+        .run(
+            &bob,
+            json!({"op": "delete", "path": "/area/scratch", "recursive": true}),
+        )
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert!(!app.disk("acme", "/area/scratch").exists());
+}
+
+#[tokio::test]
+async fn a_recursive_move_needs_move_on_every_entry() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("acme");
+    let bob = app.token("bob", "acme", &[]);
+    mkdirs(&app, &admin, &["/proj/locked", "/dst"]).await;
+    grant(&app, &admin, "role:staff", "/proj", &["move"], "allow").await;
+    grant(&app, &admin, "*", "/proj/locked", &["move"], "deny").await;
+    grant(&app, &admin, "user:bob", "/dst", &["write"], "allow").await;
+    let staff = app.token("bob", "acme", &["staff"]);
+    let (status, _) = command_status(
+        &app,
+        &staff,
+        json!({"op": "move", "from": "/proj", "to": "/dst/proj"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(app.disk("acme", "/proj/locked").is_dir());
+    // Without the role bob has no `move` at all.
+    let (status, _) = command_status(
+        &app,
+        &bob,
+        json!({"op": "move", "from": "/proj/locked", "to": "/dst/x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn overwrite_needs_write_on_the_replaced_file_and_delete_inside_a_replaced_directory() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("acme");
+    let bob = app.token("bob", "acme", &[]);
+    mkdirs(
+        &app,
+        &admin,
+        &["/src/a", "/src/b", "/dst/locked", "/dst/tree/keep"],
+    )
+    .await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/",
+        &["move", "copy", "read", "write", "delete"],
+        "allow",
+    )
+    .await;
+    grant(&app, &admin, "user:bob", "/dst/locked", &["write"], "deny").await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/dst/tree/keep",
+        &["delete"],
+        "deny",
+    )
+    .await;
+
+    for (op, from, to) in [
+        ("copy", "/src/a", "/dst/locked"),
+        ("move", "/src/a", "/dst/locked"),
+        ("copy", "/src/b", "/dst/tree"),
+        ("move", "/src/b", "/dst/tree"),
+    ] {
+        let (status, problem) = command_status(
+            &app,
+            &bob,
+            json!({"op": op, "from": from, "to": to, "overwrite": true}),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{op} {from} -> {to}: {problem}"
+        );
+    }
+    assert!(app.disk("acme", "/dst/tree/keep").is_dir());
+    assert!(app.disk("acme", "/src/a").is_dir());
+}
+
+#[tokio::test]
+async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
+    // No worker yet: the command is accepted and waits in the log.
+    let app = TestApp::spawn_with(&[Role::Api, Role::Projector], &[]).await;
+    let admin = app.admin("acme");
+    let bob = app.token("bob", "acme", &[]);
+    let rule = grant(&app, &admin, "user:bob", "/area", &["delete"], "allow").await;
+    let mkdir = app
+        .submit(
+            &admin,
+            json!({"op": "mkdir", "path": "/area/x", "parents": true}),
+        )
+        .await;
+    let delete = app
+        .submit(
+            &bob,
+            json!({"op": "delete", "path": "/area", "recursive": true}),
+        )
+        .await;
+    let (status, _) = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/acl/rules/{rule}"),
+            Some(&admin),
+        )
+        .await
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let worker = file_engine::start(&app.platform, &[Role::Worker])
+        .await
+        .expect("worker");
+    let created = app.wait_task(&admin, &mkdir).await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    let task = app.wait_task(&bob, &delete).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "forbidden", "{task}");
+    assert!(app.disk("acme", "/area/x").is_dir());
+    worker.shutdown().await;
+}
