@@ -6,6 +6,7 @@
 //! Services stay thin adapters around `events` plus these pieces.
 
 pub mod auth;
+pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod event_log;

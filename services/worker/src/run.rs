@@ -180,19 +180,16 @@ async fn process(
     }
     let spec = TaskSpec::Command(cmd.clone());
     let _permit = take_turn(deps, permits, message, commit, task_id, &spec).await?;
-    let storage = deps.storage.as_ref();
-    let redo = task.status == TaskStatus::Running;
-    if !redo {
-        if let Err(err) = effects::check_preconditions(storage, &commit.tenant, &cmd).await {
-            return record_failure(deps, commit, err).await;
-        }
+    if task.status != TaskStatus::Running {
         execute(deps, commit, TaskCommand::Start).await?;
     }
     let started = std::time::Instant::now();
+    // Commands change only the catalogue (see `effects`): deciding is the whole effect, and
+    // a redelivered running task decides again on the same, turn-ordered catalogue state.
     let result = with_heartbeat(
         message,
         deps.ack_wait / 3,
-        effects::execute(storage, &commit.tenant, &cmd, redo),
+        effects::check_preconditions(&deps.pool, &commit.tenant, &cmd),
     )
     .await;
     metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())
