@@ -14,6 +14,7 @@ pub mod audit_chain;
 pub mod identity;
 pub mod path;
 pub mod public;
+pub mod quota;
 pub mod subscription;
 pub mod task;
 pub mod upcast;

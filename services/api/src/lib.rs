@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/commands", post(routes::commands::post_command))
         .route("/v1/tasks/{id}", get(routes::tasks::get_task))
+        .route("/v1/usage", get(routes::usage::usage))
         .route("/v1/stat/", get(routes::reads::stat))
         .route("/v1/stat/{*path}", get(routes::reads::stat))
         .route("/v1/list/", get(routes::reads::list))

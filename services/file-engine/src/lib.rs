@@ -123,6 +123,7 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             pool: platform.pool.clone(),
             watermark: watermark.clone(),
             storage: platform.storage.clone(),
+            quota: quota_limits(&platform.config),
             concurrency: platform.config.worker_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
         };
@@ -234,6 +235,7 @@ fn api_state(
             allowed_types: c.allowed_types.clone(),
             cors_origins: c.cors_origins.clone(),
             rate_limit_per_min: c.rate_limit_per_min,
+            quota: quota_limits(c),
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
@@ -267,4 +269,12 @@ pub fn auth_settings(c: &Config) -> anyhow::Result<platform::auth::AuthSettings>
         leeway_s: c.jwt_leeway_s,
         dev_hs256_secret: c.jwt_dev_hs256_secret.clone(),
     })
+}
+
+/// The per-tenant quota every tenant gets (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES).
+fn quota_limits(c: &platform::config::Config) -> events::quota::Limits {
+    events::quota::Limits {
+        bytes: c.tenant_quota_bytes,
+        files: c.tenant_quota_files,
+    }
 }

@@ -20,6 +20,10 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
             .await
             .unwrap(),
         storage: app.platform.storage.clone(),
+        quota: events::quota::Limits {
+            bytes: u64::MAX,
+            files: u64::MAX,
+        },
         concurrency: 1,
         ack_wait: Duration::from_secs(10),
     }

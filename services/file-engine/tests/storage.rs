@@ -265,3 +265,102 @@ async fn a_link_to_a_deleted_file_answers_404_even_after_the_path_is_uploaded_ag
         (StatusCode::OK, SECRET.to_vec())
     );
 }
+
+async fn usage(app: &TestApp, t: &str) -> Value {
+    let (status, v) = app.get_json(t, "/v1/usage").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+async fn problem_code(resp: reqwest::Response) -> (StatusCode, String) {
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, v["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn quotas_count_logical_size_and_refuse_what_would_pass_them() {
+    let app = TestApp::spawn_with_scanner(&[
+        ("FE_TENANT_QUOTA_BYTES", "100"),
+        ("FE_TENANT_QUOTA_FILES", "3"),
+    ])
+    .await;
+    let t = app.admin("acme");
+    let user = app.token("bob", "acme", &[]);
+    let empty = usage(&app, &user).await;
+    assert_eq!(
+        empty,
+        json!({"bytes": {"used": 0, "limit": 100}, "files": {"used": 0, "limit": 3}})
+    );
+
+    upload_ok(&app, &t, "/a.txt", &[b'a'; 40]).await;
+    // A copy counts what it holds although it shares the blob.
+    let copy = app
+        .run(&t, json!({"op": "copy", "from": "/a.txt", "to": "/b.txt"}))
+        .await;
+    assert_eq!(copy["status"], "succeeded", "{copy}");
+    assert_eq!(app.blob_files("acme").len(), 1);
+    assert_eq!(usage(&app, &t).await["bytes"]["used"], 80);
+    assert_eq!(usage(&app, &t).await["files"]["used"], 2);
+
+    // Known size over the quota: 507 before any byte is accepted, and no task.
+    let tasks_before: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE tenant = 'acme'")
+        .fetch_one(&app.platform.pool)
+        .await
+        .unwrap();
+    let refused = app.upload(&t, "/c.txt", vec![b'c'; 21], &[]).await;
+    assert_eq!(
+        problem_code(refused).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
+    );
+    let copy_refused = app
+        .post_command(
+            &t,
+            &json!({"op": "copy", "from": "/a.txt", "to": "/c.txt"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        problem_code(copy_refused).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
+    );
+    let tasks_after: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE tenant = 'acme'")
+        .fetch_one(&app.platform.pool)
+        .await
+        .unwrap();
+    assert_eq!(tasks_before, tasks_after, "a refused request left a task");
+    assert_eq!(app.staged_count("acme"), 0);
+
+    // Overwriting counts only the growth: 40 -> 55 bytes fits (80 - 40 + 55 = 95).
+    upload_ok(&app, &t, "/a.txt", &[b'A'; 55]).await;
+    assert_eq!(usage(&app, &t).await["bytes"]["used"], 95);
+
+    // Unknown size (chunked): accepted, then the task fails with quota_exceeded and the file
+    // never appears.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'z'; 10]), Ok(vec![b'z'; 10])];
+    let resp = app
+        .request(Method::PUT, "/v1/files/chunked.txt", Some(&t))
+        .await
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v: Value = resp.json().await.unwrap();
+    let task = app.wait_task(&t, v["task_id"].as_str().unwrap()).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "quota_exceeded");
+    assert_eq!(
+        app.get_json(&t, "/v1/stat/chunked.txt").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(usage(&app, &t).await["bytes"]["used"], 95);
+
+    // Shrinking is always allowed, and frees room.
+    let del = app.run(&t, json!({"op": "delete", "path": "/b.txt"})).await;
+    assert_eq!(del["status"], "succeeded");
+    assert_eq!(
+        usage(&app, &t).await,
+        json!({"bytes": {"used": 55, "limit": 100}, "files": {"used": 1, "limit": 3}})
+    );
+}

@@ -6,6 +6,7 @@
 //! Only `available` files and directories count as existing for commands: a file still being
 //! scanned or quarantined is not something a move, copy or delete can act on.
 
+use events::quota::Usage;
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
 
@@ -27,14 +28,6 @@ pub struct VersionRow {
     pub released_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Its file was deleted (not just overwritten): links to it answer 404.
     pub deleted: bool,
-}
-
-/// Logical usage of a tenant or a subtree: what its files hold, counted once per entry (a
-/// copy counts what it holds even though it shares blobs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub bytes: u64,
-    pub files: u64,
 }
 
 /// The bounds of the strict subtree of `p`: `[p/, p0)` in byte order ("C" collation); for
@@ -130,19 +123,46 @@ pub async fn usage_of(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Usage
     })
 }
 
-/// What a tenant's files hold, counting every entry in any status except quarantined
-/// (an upload being scanned already counts: its bytes are accepted).
+/// What a tenant's available files hold (logical: a copy counts what it holds). Uploads
+/// still being scanned count once promoted; quarantined ones never.
 pub async fn tenant_usage(pool: &PgPool, t: &TenantId) -> Result<Usage, sqlx::Error> {
-    let (bytes, files): (Option<i64>, i64) = sqlx::query_as(
-        "SELECT sum(size)::BIGINT, count(*) FROM entries
-         WHERE tenant = $1 AND kind = 'file' AND status <> 'quarantined'",
+    usage_of(pool, t, &FilePath::root()).await
+}
+
+/// What the available file at `p` holds (nothing for a directory or a missing path).
+pub async fn file_usage(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Usage, sqlx::Error> {
+    let size: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT size FROM entries
+         WHERE tenant = $1 AND path = $2 AND kind = 'file' AND status = 'available'",
     )
     .bind(t.as_str())
-    .fetch_one(pool)
+    .bind(p.as_str())
+    .fetch_optional(pool)
     .await?;
-    Ok(Usage {
-        bytes: bytes.unwrap_or(0).max(0) as u64,
-        files: files.max(0) as u64,
+    Ok(match size {
+        Some(size) => Usage {
+            bytes: size.unwrap_or(0).max(0) as u64,
+            files: 1,
+        },
+        None => Usage::default(),
+    })
+}
+
+/// What copying `from` onto `to` would change (an overwrite replaces what `to` holds).
+pub async fn copy_change(
+    pool: &PgPool,
+    t: &TenantId,
+    from: &FilePath,
+    to: &FilePath,
+    overwrite: bool,
+) -> Result<events::quota::Change, sqlx::Error> {
+    Ok(events::quota::Change {
+        adds: usage_of(pool, t, from).await?,
+        replaces: if overwrite {
+            usage_of(pool, t, to).await?
+        } else {
+            Usage::default()
+        },
     })
 }
 

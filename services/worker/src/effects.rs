@@ -11,6 +11,7 @@
 //! Because nothing is written, a redelivery after a crash simply decides again and records
 //! the same outcome: there is nothing to redo.
 
+use events::quota::{self, Limits};
 use events::task::{FileCommand, TaskFailure};
 use events::{FilePath, TenantId};
 use platform::catalogue::{self, EntryKind};
@@ -51,9 +52,11 @@ async fn require_dir(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<(), Ef
     }
 }
 
-/// Checks what must hold for the command to succeed.
+/// Checks what must hold for the command to succeed (a copy must also fit the quota: the
+/// API refused what it could foresee, but copies and uploads accepted meanwhile count too).
 pub async fn check_preconditions(
     pool: &PgPool,
+    quota: Limits,
     t: &TenantId,
     cmd: &FileCommand,
 ) -> Result<(), EffectError> {
@@ -108,6 +111,12 @@ pub async fn check_preconditions(
             }
             if !*overwrite && catalogue::kind_of(pool, t, to).await?.is_some() {
                 return Err(fail("already_exists", format!("{to} already exists")));
+            }
+            if matches!(cmd, FileCommand::Copy { .. }) {
+                let change = catalogue::copy_change(pool, t, from, to, *overwrite).await?;
+                let used = catalogue::tenant_usage(pool, t).await?;
+                quota::admit(quota, used, change)
+                    .map_err(|e| fail("quota_exceeded", e.to_string()))?;
             }
             Ok(())
         }

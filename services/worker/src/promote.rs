@@ -11,6 +11,7 @@
 //! whose task then failed is unreferenced and left to garbage collection.
 
 use async_nats::jetstream;
+use events::quota::{self, Change, Usage};
 use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
 use platform::catalogue::{self, EntryKind};
@@ -80,7 +81,8 @@ async fn current_version(
     .map_err(|e| e.to_string())
 }
 
-/// Refuses to replace a directory or to put a file below a file, then publishes the blob.
+/// Refuses to replace a directory, to put a file below a file, or to pass the tenant's quota
+/// (uploads of unknown size are only checked here), then publishes the blob.
 async fn place(
     deps: &WorkerDeps,
     storage: &dyn Storage,
@@ -102,6 +104,16 @@ async fn place(
             format!("{file} is not a directory"),
         )));
     }
+    let change = Change {
+        adds: Usage {
+            bytes: upload.size,
+            files: 1,
+        },
+        replaces: catalogue::file_usage(&deps.pool, tenant, &upload.path).await?,
+    };
+    let used = catalogue::tenant_usage(&deps.pool, tenant).await?;
+    quota::admit(deps.quota, used, change)
+        .map_err(|e| EffectError::Permanent(TaskFailure::new("quota_exceeded", e.to_string())))?;
     let blob = BlobId::parse(&upload.sha256).map_err(|_| {
         EffectError::Permanent(TaskFailure::new(
             "storage_error",

@@ -25,6 +25,9 @@ pub struct WorkerDeps {
     pub pool: PgPool,
     pub watermark: ProjectionWatermark,
     pub storage: Arc<dyn Storage>,
+    /// Per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES), checked again when a
+    /// copy or an upload takes effect.
+    pub quota: events::quota::Limits,
     pub concurrency: usize,
     /// Redelivery timeout of the durable consumer; heartbeats are sent at a third of it.
     pub ack_wait: Duration,
@@ -189,7 +192,7 @@ async fn process(
     let result = with_heartbeat(
         message,
         deps.ack_wait / 3,
-        effects::check_preconditions(&deps.pool, &commit.tenant, &cmd),
+        effects::check_preconditions(&deps.pool, deps.quota, &commit.tenant, &cmd),
     )
     .await;
     metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())

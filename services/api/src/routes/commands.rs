@@ -38,7 +38,7 @@ pub struct Accepted {
     responses((status = 202, body = Accepted), (status = 400, body = crate::error::Problem),
               (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
-              (status = 415, body = crate::error::Problem)),
+              (status = 415, body = crate::error::Problem), (status = 507, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn post_command(
     State(state): State<AppState>,
@@ -49,6 +49,17 @@ pub async fn post_command(
     let key = idempotency_key(&headers)?;
     refuse_root_mutation(&command)?;
     authorize(&state, &caller, access_for(&command)).await?;
+    if let FileCommand::Copy {
+        from,
+        to,
+        overwrite,
+    } = &command
+    {
+        let change =
+            platform::catalogue::copy_change(&state.pool, &caller.tenant, from, to, *overwrite)
+                .await?;
+        super::usage::admit(&state, &caller.tenant, change).await?;
+    }
     let hash = key.as_ref().map(|_| body_hash(&raw));
     let requested = request_task(&state, &caller, TaskSpec::Command(command), key, hash).await?;
     Ok(accepted(requested.task_id))
