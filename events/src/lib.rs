@@ -15,6 +15,7 @@ pub mod identity;
 pub mod path;
 pub mod public;
 pub mod quota;
+pub mod storage;
 pub mod subscription;
 pub mod task;
 pub mod upcast;

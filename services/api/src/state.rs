@@ -16,7 +16,8 @@ pub struct ApiSettings {
     pub allowed_types: Vec<String>,
     pub cors_origins: Vec<String>,
     pub rate_limit_per_min: u32,
-    /// Per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES).
+    /// Default per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES); the operator
+    /// may set another per tenant (`file-engine quota set`).
     pub quota: events::quota::Limits,
 }
 

@@ -4,6 +4,7 @@
 //! both start the platform through this module, so tests exercise exactly what ships.
 
 pub mod bench;
+pub mod storage_admin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,12 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             watermark: watermark.clone(),
             storage: platform.storage.clone(),
             quota: quota_limits(&platform.config),
+            version_retention: std::time::Duration::from_secs(
+                platform
+                    .config
+                    .version_retention_days
+                    .saturating_mul(86_400),
+            ),
             concurrency: platform.config.worker_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
         };

@@ -51,6 +51,13 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Per-tenant quotas (recorded as events, audited).
+    Quota {
+        #[command(subcommand)]
+        action: QuotaAction,
+    },
+    /// Run one garbage collection of blobs now (workers also run it periodically).
+    Gc,
     /// Mint a development token signed with a local private key (never for production).
     DevToken {
         #[arg(long)]
@@ -67,6 +74,19 @@ enum Command {
         roles: Vec<String>,
         #[arg(long, default_value_t = 86400)]
         ttl_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaAction {
+    /// Set a tenant's quota (logical bytes and files).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long)]
+        files: u64,
     },
 }
 
@@ -107,6 +127,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::AuditVerify { tenant } => audit_verify(config, tenant).await,
+        Command::Quota {
+            action:
+                QuotaAction::Set {
+                    tenant,
+                    bytes,
+                    files,
+                },
+        } => {
+            let tenant = events::TenantId::parse(&tenant).context("--tenant")?;
+            let p = Platform::connect(config).await?;
+            let limits = events::quota::Limits { bytes, files };
+            match file_engine::storage_admin::set_quota(&p, &tenant, limits).await? {
+                Some(seq) => println!("quota of {tenant} set (log position {seq})"),
+                None => println!("quota of {tenant} unchanged"),
+            }
+            Ok(())
+        }
+        Command::Gc => {
+            let p = Platform::connect(config).await?;
+            let done = file_engine::storage_admin::collect_garbage(&p).await?;
+            println!("{} blob(s), {} byte(s) reclaimed", done.blobs, done.bytes);
+            Ok(())
+        }
         Command::Bench { sections, quick } => {
             file_engine::bench::run(config, &sections, quick).await
         }

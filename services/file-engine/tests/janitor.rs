@@ -24,6 +24,7 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
             bytes: u64::MAX,
             files: u64::MAX,
         },
+        version_retention: Duration::ZERO,
         concurrency: 1,
         ack_wait: Duration::from_secs(10),
     }

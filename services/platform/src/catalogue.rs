@@ -181,3 +181,24 @@ pub async fn version(
     .fetch_optional(pool)
     .await
 }
+
+/// The tenant's quota: the operator's (`file-engine quota set`, table `tenant_quotas`) or
+/// else `default`.
+pub async fn limits(
+    pool: &PgPool,
+    t: &TenantId,
+    default: events::quota::Limits,
+) -> Result<events::quota::Limits, sqlx::Error> {
+    let set: Option<(i64, i64)> =
+        sqlx::query_as("SELECT max_bytes, max_files FROM tenant_quotas WHERE tenant = $1")
+            .bind(t.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(match set {
+        Some((bytes, files)) => events::quota::Limits {
+            bytes: bytes.max(0) as u64,
+            files: files.max(0) as u64,
+        },
+        None => default,
+    })
+}

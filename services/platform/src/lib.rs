@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod event_log;
 pub mod public_events;
+pub mod retention;
 pub mod storage;
 pub mod streams;
 pub mod telemetry;

@@ -13,6 +13,7 @@
 mod acl;
 pub mod audit;
 mod catalogue;
+mod quotas;
 mod runner;
 mod subscriptions;
 mod tasks;

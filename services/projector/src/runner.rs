@@ -174,6 +174,9 @@ async fn apply_events(
     if commit.aggregate_type == "subscription" {
         return crate::subscriptions::apply_commit(tx, commit).await;
     }
+    if commit.aggregate_type == "storage" {
+        return crate::quotas::apply_commit(tx, commit).await;
+    }
     if commit.aggregate_type != "task" {
         // Other aggregates (e.g. subscriptions) have their own projections; unknown types are
         // skipped so an older projector never blocks on a newer log.
@@ -203,7 +206,7 @@ async fn apply_events(
 /// makes a running one and the replay exclusive).
 pub async fn replay(js: &jetstream::Context, pool: &PgPool) -> Result<u64, ProjectorError> {
     let leader = acquire_leadership(pool).await?;
-    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, audit_events, audit_heads, projection_checkpoints")
+    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, tenant_quotas, audit_events, audit_heads, projection_checkpoints")
         .execute(pool)
         .await?;
     let last = last_stream_seq(js).await?;

@@ -115,7 +115,8 @@ pub async fn check_preconditions(
             if matches!(cmd, FileCommand::Copy { .. }) {
                 let change = catalogue::copy_change(pool, t, from, to, *overwrite).await?;
                 let used = catalogue::tenant_usage(pool, t).await?;
-                quota::admit(quota, used, change)
+                let limits = catalogue::limits(pool, t, quota).await?;
+                quota::admit(limits, used, change)
                     .map_err(|e| fail("quota_exceeded", e.to_string()))?;
             }
             Ok(())

@@ -14,9 +14,11 @@
 //!
 //! Transient storage errors are Nak'ed with backoff; on the last allowed delivery the task is
 //! dead-lettered instead, so every task reaches a terminal state. Uploads are scanned by the
-//! scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging ([`janitor`]).
+//! scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging ([`janitor`]);
+//! [`gc`] collects blobs nothing needs any more.
 
 mod effects;
+pub mod gc;
 pub mod janitor;
 mod ordering;
 mod promote;

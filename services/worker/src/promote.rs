@@ -112,7 +112,8 @@ async fn place(
         replaces: catalogue::file_usage(&deps.pool, tenant, &upload.path).await?,
     };
     let used = catalogue::tenant_usage(&deps.pool, tenant).await?;
-    quota::admit(deps.quota, used, change)
+    let limits = catalogue::limits(&deps.pool, tenant, deps.quota).await?;
+    quota::admit(limits, used, change)
         .map_err(|e| EffectError::Permanent(TaskFailure::new("quota_exceeded", e.to_string())))?;
     let blob = BlobId::parse(&upload.sha256).map_err(|_| {
         EffectError::Permanent(TaskFailure::new(

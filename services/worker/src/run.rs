@@ -25,9 +25,11 @@ pub struct WorkerDeps {
     pub pool: PgPool,
     pub watermark: ProjectionWatermark,
     pub storage: Arc<dyn Storage>,
-    /// Per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES), checked again when a
-    /// copy or an upload takes effect.
+    /// Default per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES; an operator's
+    /// `quota set` overrides it), checked again when a copy or an upload takes effect.
     pub quota: events::quota::Limits,
+    /// How long released versions keep their blobs (FE_VERSION_RETENTION_DAYS).
+    pub version_retention: Duration,
     pub concurrency: usize,
     /// Redelivery timeout of the durable consumer; heartbeats are sent at a third of it.
     pub ack_wait: Duration,

@@ -79,6 +79,10 @@ pub async fn create_link(
     };
     let token = token::sign(&state.link_secrets, &claims)
         .map_err(|_| ApiError::Unavailable("FE_LINK_SECRET is not set".into()))?;
+    // Recorded before the link exists for anyone: garbage collection keeps the linked
+    // version's bytes until the link expires.
+    platform::retention::record_link_grant(&state.pool, &caller.tenant, &version, expires_at)
+        .await?;
     let link = Link {
         url: format!("/v1/links/{token}"),
         expires_at,

@@ -179,8 +179,9 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<(TenantId, uuid::Uuid)>, StorageError>;
 
     /// Publishes the (clean) staged upload as the tenant's blob `blob` and forgets the staged
-    /// copy. The blob appears atomically and complete, or not at all; an existing blob is
-    /// never rewritten (same name = same content). Idempotent: when the staged upload is gone
+    /// copy. The blob appears atomically and complete, or not at all; an existing blob keeps
+    /// its content (same name = same content) and counts as fresh again for garbage
+    /// collection. Idempotent: when the staged upload is gone
     /// and the blob exists, Ok; when both are gone, `NotFound`.
     async fn publish(
         &self,

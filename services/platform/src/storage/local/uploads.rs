@@ -4,8 +4,8 @@
 //! Staged files live in `staging/<tenant>/<upload id>`, outside the blob area, so nothing
 //! serves them. Publishing renames the (already fsynced) staged file onto its blob name:
 //! staging and blobs are on one filesystem, so the blob appears atomically and complete and
-//! is never copied. A blob that already exists is never replaced (same name, same content):
-//! the staged copy is simply dropped.
+//! is never copied. A blob that already exists is replaced by the identical new copy (same
+//! name = same content), which refreshes its modification time for garbage collection.
 //!
 //! Re-runs after a crash:
 //! - `publish`: before the rename, the re-run redoes it; after it, the staged file is gone
@@ -174,14 +174,12 @@ pub(super) fn publish(
         Err(e) => return Err(io_err(e, &staged_ctx(id))),
     };
     match (stored, staged) {
-        (Some(_), Some(_)) => {
-            // The same content is already stored (an earlier upload of the tenant, or a
-            // crash after the rename but before the staged name was gone): keep the blob.
-            discard_staged(root, t, id)
-        }
         (Some(_), None) => Ok(()),
         (None, None) => Err(StorageError::NotFound(staged_ctx(id))),
-        (None, Some(len)) => {
+        // Also when the same content is already stored: the rename replaces it atomically
+        // with identical bytes and a fresh modification time, which tells a concurrent
+        // garbage collection that the blob is wanted again (it keeps blobs in doubt).
+        (_, Some(len)) => {
             staging
                 .rename(id.to_string(), &shard, blob.as_str())
                 .map_err(|e| io_err(e, &ctx))?;
