@@ -27,6 +27,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::acl::AclEvent;
+use crate::storage::StorageEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::TaskEvent;
 use crate::upcast::{upcast, UpcastError, CURRENT_VERSION};
@@ -75,6 +76,8 @@ pub const ALL_TYPES: &[&str] = &[
     "subscription.created",
     "subscription.deleted",
     "subscription.disabled",
+    "quota.set",
+    "storage.collected",
 ];
 
 /// Log context of one event, supplied by the adapter (projector/notifier) from the commit.
@@ -194,6 +197,10 @@ pub fn cloud_event(
         "subscription" => {
             let typed: SubscriptionEvent = serde_json::from_value(payload).map_err(bad_payload)?;
             (subscription_name(&typed), data::subscription(typed))
+        }
+        "storage" => {
+            let typed: StorageEvent = serde_json::from_value(payload).map_err(bad_payload)?;
+            (typed.name(), data::storage(typed))
         }
         other => (
             generic_name(event.event_type)

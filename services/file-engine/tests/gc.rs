@@ -86,7 +86,12 @@ async fn gc_removes_only_what_no_version_retention_link_or_upload_needs() {
     const LINKED_NEW: &[u8] = b"linked-new: current\n";
     const DELETED: &[u8] = b"deleted: its file is gone\n";
     upload_ok(&app, &t, "/keep.txt", KEEP).await;
-    let copy = app.run(&t, json!({"op": "copy", "from": "/keep.txt", "to": "/keep-copy.txt"})).await;
+    let copy = app
+        .run(
+            &t,
+            json!({"op": "copy", "from": "/keep.txt", "to": "/keep-copy.txt"}),
+        )
+        .await;
     assert_eq!(copy["status"], "succeeded");
     upload_ok(&app, &t, "/over.txt", OLD).await;
     upload_ok(&app, &t, "/over.txt", NEW).await;
@@ -104,7 +109,9 @@ async fn gc_removes_only_what_no_version_retention_link_or_upload_needs() {
     let url = link["url"].as_str().unwrap().to_owned();
     upload_ok(&app, &t, "/linked.txt", LINKED_NEW).await;
     upload_ok(&app, &t, "/gone.txt", DELETED).await;
-    let del = app.run(&t, json!({"op": "delete", "path": "/gone.txt"})).await;
+    let del = app
+        .run(&t, json!({"op": "delete", "path": "/gone.txt"}))
+        .await;
     assert_eq!(del["status"], "succeeded");
     // Another tenant's identical bytes are its own blob and stay whatever acme does.
     upload_ok(&app, &app.admin("beta"), "/old.txt", OLD).await;
@@ -158,13 +165,27 @@ async fn an_operator_quota_is_an_audited_event_in_force_for_its_tenant_only() {
     let app = TestApp::spawn_with_scanner(&[]).await;
     let t = app.admin("acme");
     let acme = TenantId::parse("acme").unwrap();
-    let seq = file_engine::storage_admin::set_quota(&app.platform, &acme, Limits { bytes: 10, files: 5 })
-        .await
-        .unwrap();
+    let seq = file_engine::storage_admin::set_quota(
+        &app.platform,
+        &acme,
+        Limits {
+            bytes: 10,
+            files: 5,
+        },
+    )
+    .await
+    .unwrap();
     assert!(seq.is_some());
-    let unchanged = file_engine::storage_admin::set_quota(&app.platform, &acme, Limits { bytes: 10, files: 5 })
-        .await
-        .unwrap();
+    let unchanged = file_engine::storage_admin::set_quota(
+        &app.platform,
+        &acme,
+        Limits {
+            bytes: 10,
+            files: 5,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(unchanged, None, "the same quota twice is recorded once");
     eventually("the quota in force", Duration::from_secs(10), || async {
         let (_, usage) = app.get_json(&t, "/v1/usage").await;
@@ -176,7 +197,10 @@ async fn an_operator_quota_is_an_audited_event_in_force_for_its_tenant_only() {
     upload_ok(&app, &t, "/small.txt", b"0123456789").await;
     // Other tenants keep the default.
     let (_, beta) = app.get_json(&app.admin("beta"), "/v1/usage").await;
-    assert_eq!(beta["bytes"]["limit"], app.platform.config.tenant_quota_bytes);
+    assert_eq!(
+        beta["bytes"]["limit"],
+        app.platform.config.tenant_quota_bytes
+    );
     let principal: String = sqlx::query_scalar(
         "SELECT principal FROM audit_events WHERE tenant = 'acme' AND type = 'quota.set'",
     )
@@ -211,7 +235,11 @@ fn spawn_worker(app: &TestApp) -> std::process::Child {
 async fn workers_killed_while_promoting_leave_every_catalogued_version_with_its_blob() {
     let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
     let app = TestApp::spawn_with(
-        &[file_engine::Role::Api, file_engine::Role::Projector, file_engine::Role::Scanner],
+        &[
+            file_engine::Role::Api,
+            file_engine::Role::Projector,
+            file_engine::Role::Scanner,
+        ],
         &[("FE_CLAMD_ADDR", clamd.addr.as_str())],
     )
     .await;
@@ -220,7 +248,12 @@ async fn workers_killed_while_promoting_leave_every_catalogued_version_with_its_
     let mut ids = Vec::new();
     for i in 0..N {
         let resp = app
-            .upload(&t, &format!("/crash/f{i}.txt"), format!("content {i}\n").repeat(200).into_bytes(), &[])
+            .upload(
+                &t,
+                &format!("/crash/f{i}.txt"),
+                format!("content {i}\n").repeat(200).into_bytes(),
+                &[],
+            )
             .await;
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
         let v: Value = resp.json().await.unwrap();
