@@ -32,7 +32,8 @@ enum Command {
     Notifier,
     /// Run api, projector, worker, scanner and notifier in one process.
     All,
-    /// Apply PostgreSQL migrations and JetStream stream definitions, then exit.
+    /// Apply PostgreSQL migrations and JetStream stream definitions, move a round-1 storage
+    /// tree into blobs (idempotent, resumable), then exit.
     Migrate,
     /// Drop the read models and rebuild them from the event log (stop projectors first).
     Replay,
@@ -116,8 +117,15 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Migrate => {
-            Platform::connect(config).await?;
+            let p = Platform::connect(config).await?;
             tracing::info!("migrations and stream definitions applied");
+            let moved = p.storage.migrate_legacy_layout().await?;
+            tracing::info!(
+                tenants = moved.tenants,
+                files = moved.files,
+                blobs = moved.blobs,
+                "round-1 storage layout migrated to blobs"
+            );
             Ok(())
         }
         Command::Replay => {

@@ -98,7 +98,7 @@ pub async fn published_blob_is_read_whole_or_by_range(s: Arc<dyn Storage>) {
     ));
 }
 
-pub async fn same_content_is_one_blob_per_tenant_and_never_rewritten(s: Arc<dyn Storage>) {
+pub async fn same_content_is_one_blob_per_tenant(s: Arc<dyn Storage>) {
     let (a, b) = (t("acme"), t("beta"));
     let bytes = b"shared report";
     let blob = blob_of(bytes);
@@ -215,9 +215,9 @@ macro_rules! contract_tests {
             }
 
             #[tokio::test]
-            async fn same_content_is_one_blob_per_tenant_and_never_rewritten() {
+            async fn same_content_is_one_blob_per_tenant() {
                 let (_keep, s) = $make;
-                super::same_content_is_one_blob_per_tenant_and_never_rewritten(s).await;
+                super::same_content_is_one_blob_per_tenant(s).await;
             }
 
             #[tokio::test]
@@ -277,4 +277,49 @@ async fn local_blob_area_does_not_follow_planted_symlinks() {
         .map(|i| i.blob)
         .collect();
     assert_eq!(listed, [blob_of(bytes)]);
+}
+
+/// Local only: the round-1 path tree (`tenants/<t>/tree/...`, `versions/<v>`) becomes blobs
+/// named by content, without copying, idempotently; what the catalogue names by SHA-256 is
+/// then readable as a blob.
+#[tokio::test]
+async fn local_round1_tree_migrates_into_blobs_idempotently() {
+    let (dir, s) = local();
+    let old = dir.path().join("root/tenants/acme");
+    std::fs::create_dir_all(old.join("tree/reports/2026")).unwrap();
+    std::fs::create_dir_all(old.join("versions")).unwrap();
+    std::fs::write(old.join("tree/reports/2026/q1.pdf"), b"quarter one").unwrap();
+    std::fs::write(old.join("tree/copy-of-q1.pdf"), b"quarter one").unwrap();
+    std::fs::write(
+        old.join("versions/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+        b"older",
+    )
+    .unwrap();
+    let a = t("acme");
+
+    let first = s.migrate_legacy_layout().await.unwrap();
+    assert_eq!((first.tenants, first.files, first.blobs), (1, 3, 2));
+    assert_eq!(
+        read(s.as_ref(), &a, &blob_of(b"quarter one"), None).await.0,
+        b"quarter one"
+    );
+    assert_eq!(
+        read(s.as_ref(), &a, &blob_of(b"older"), None).await.0,
+        b"older"
+    );
+    assert!(
+        !old.join("tree/reports").exists(),
+        "the old tree is left behind"
+    );
+    assert_eq!(s.list_blobs(Some(&a)).await.unwrap().len(), 2);
+
+    // Resumable: a file left over (as after a crash before its old name was removed) is
+    // moved on the next run, and a finished migration finds nothing to do.
+    std::fs::create_dir_all(old.join("tree")).unwrap();
+    std::fs::write(old.join("tree/late.txt"), b"quarter one").unwrap();
+    let second = s.migrate_legacy_layout().await.unwrap();
+    assert_eq!((second.files, second.blobs), (1, 0));
+    let third = s.migrate_legacy_layout().await.unwrap();
+    assert_eq!((third.files, third.blobs), (0, 0));
+    assert_eq!(s.list_blobs(Some(&a)).await.unwrap().len(), 2);
 }

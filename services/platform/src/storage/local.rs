@@ -9,7 +9,8 @@
 //! quarantine/<tenant>/<upload id>    infected uploads, never served
 //! ```
 //!
-//! There is no tree of user paths on disk: paths, directories and versions live only in the
+//! Round 1 kept a path tree here (`tenants/<t>/tree/...`); `file-engine migrate` moves what
+//! is left of it into blobs (`legacy.rs`). There is no tree of user paths on disk any more: paths, directories and versions live only in the
 //! catalogue, so no user-chosen name ever becomes a file name here (blob names are hex,
 //! upload ids are uuids, tenants are `[a-z0-9-]`).
 //!
@@ -25,6 +26,7 @@
 
 mod blobs;
 mod disk;
+mod legacy;
 mod uploads;
 
 use std::path::PathBuf;
@@ -34,7 +36,10 @@ use cap_std::fs::Dir;
 use events::TenantId;
 use tokio::io::AsyncRead;
 
-use super::{BlobId, BlobInfo, StagedWriter, Storage, StorageCounters, StorageError, StorageStats};
+use super::{
+    BlobId, BlobInfo, LegacyMigration, StagedWriter, Storage, StorageCounters, StorageError,
+    StorageStats,
+};
 
 /// Local-filesystem storage rooted at one directory. Cloning shares the open root.
 #[derive(Clone)]
@@ -174,5 +179,9 @@ impl Storage for LocalStorage {
         let (t, blob) = (t.clone(), blob.clone());
         self.blocking(move |root, counters| blobs::delete(root, counters, &t, &blob))
             .await
+    }
+
+    async fn migrate_legacy_layout(&self) -> Result<LegacyMigration, StorageError> {
+        self.blocking(|root, _| legacy::migrate(root)).await
     }
 }

@@ -210,6 +210,23 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Deletes a blob; Ok(false) when it was not there (a re-run after success).
     async fn delete_blob(&self, t: &TenantId, blob: &BlobId) -> Result<bool, StorageError>;
+
+    /// Moves whatever the round-1 path-tree layout left into blobs (`file-engine migrate`);
+    /// idempotent and resumable. Backends that never had that layout have nothing to do.
+    async fn migrate_legacy_layout(&self) -> Result<LegacyMigration, StorageError> {
+        Ok(LegacyMigration::default())
+    }
+}
+
+/// What [`Storage::migrate_legacy_layout`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegacyMigration {
+    /// Tenants whose round-1 tree was walked.
+    pub tenants: u64,
+    /// Files moved out of the round-1 layout.
+    pub files: u64,
+    /// Blobs created from them (fewer when files shared content).
+    pub blobs: u64,
 }
 
 /// Receives the bytes of one upload as they stream in.
