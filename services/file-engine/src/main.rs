@@ -58,7 +58,14 @@ enum Command {
         action: QuotaAction,
     },
     /// Run one garbage collection of blobs now (workers also run it periodically).
-    Gc,
+    Gc {
+        /// Keep replaced or deleted versions this many days (default FE_VERSION_RETENTION_DAYS).
+        #[arg(long)]
+        retention_days: Option<u64>,
+        /// Keep blobs younger than this many seconds (default 3600: they may be in doubt).
+        #[arg(long)]
+        grace_s: Option<u64>,
+    },
     /// Mint a development token signed with a local private key (never for production).
     DevToken {
         #[arg(long)]
@@ -152,9 +159,14 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Gc => {
+        Command::Gc {
+            retention_days,
+            grace_s,
+        } => {
             let p = Platform::connect(config).await?;
-            let done = file_engine::storage_admin::collect_garbage(&p).await?;
+            let retention = retention_days.unwrap_or(p.config.version_retention_days);
+            let grace = grace_s.map_or(worker::gc::BLOB_GRACE, std::time::Duration::from_secs);
+            let done = file_engine::storage_admin::collect_garbage(&p, retention, grace).await?;
             println!("{} blob(s), {} byte(s) reclaimed", done.blobs, done.bytes);
             Ok(())
         }

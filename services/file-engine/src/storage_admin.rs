@@ -38,8 +38,13 @@ pub async fn set_quota(
     Ok(executed.stream_seq)
 }
 
-/// One garbage-collection run over every tenant.
-pub async fn collect_garbage(platform: &Platform) -> anyhow::Result<worker::gc::Collected> {
+/// One garbage-collection run over every tenant: released versions are kept
+/// `retention_days`, blobs younger than `grace` are kept as in doubt.
+pub async fn collect_garbage(
+    platform: &Platform,
+    retention_days: u64,
+    grace: std::time::Duration,
+) -> anyhow::Result<worker::gc::Collected> {
     let c = &platform.config;
     let deps = worker::WorkerDeps {
         log: platform.log.clone(),
@@ -47,13 +52,11 @@ pub async fn collect_garbage(platform: &Platform) -> anyhow::Result<worker::gc::
         watermark: platform::db::ProjectionWatermark::start(platform.pool.clone()).await?,
         storage: platform.storage.clone(),
         quota: crate::quota_limits(c),
-        version_retention: std::time::Duration::from_secs(
-            c.version_retention_days.saturating_mul(86_400),
-        ),
+        version_retention: std::time::Duration::from_secs(retention_days.saturating_mul(86_400)),
         concurrency: 1,
         ack_wait: std::time::Duration::from_secs(c.worker_ack_wait_s.max(1)),
     };
-    worker::gc::collect(&deps, deps.version_retention, worker::gc::BLOB_GRACE)
+    worker::gc::collect(&deps, deps.version_retention, grace)
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

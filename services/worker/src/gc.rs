@@ -28,6 +28,9 @@ use crate::run::WorkerDeps;
 /// upload whose version the catalogue does not show yet.
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 
+/// Blobs recorded per `storage.collected` event (bounds the size of one log message).
+const RECORD_BATCH: usize = 500;
+
 /// What one collection run removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -118,37 +121,36 @@ async fn collect_tenant(
         .into_iter()
         .filter(|b| second.get(b.blob.as_str()) == Some(b))
         .collect();
-    if sweep.is_empty() {
-        return Ok(Collected::default());
-    }
-    let record = sweep
-        .iter()
-        .map(|b| CollectedBlob {
-            sha256: b.blob.as_str().to_owned(),
-            size: b.size,
-        })
-        .collect();
-    let mut metadata = HashMap::new();
-    metadata.insert("principal".to_owned(), "system:gc".to_owned());
-    deps.log
-        .execute::<TenantStorage>(
-            &aggregate_id(tenant, LEDGER_ID),
-            StorageCommand::RecordCollection { blobs: record },
-            &(),
-            metadata,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
     let mut done = Collected::default();
-    for b in sweep {
-        if deps
-            .storage
-            .delete_blob(tenant, &b.blob)
+    for batch in sweep.chunks(RECORD_BATCH) {
+        let record = batch
+            .iter()
+            .map(|b| CollectedBlob {
+                sha256: b.blob.as_str().to_owned(),
+                size: b.size,
+            })
+            .collect();
+        let mut metadata = HashMap::new();
+        metadata.insert("principal".to_owned(), "system:gc".to_owned());
+        deps.log
+            .execute::<TenantStorage>(
+                &aggregate_id(tenant, LEDGER_ID),
+                StorageCommand::RecordCollection { blobs: record },
+                &(),
+                metadata,
+            )
             .await
-            .map_err(|e| e.to_string())?
-        {
-            done.blobs += 1;
-            done.bytes += b.size;
+            .map_err(|e| e.to_string())?;
+        for b in batch {
+            if deps
+                .storage
+                .delete_blob(tenant, &b.blob)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                done.blobs += 1;
+                done.bytes += b.size;
+            }
         }
     }
     tracing::info!(
