@@ -16,6 +16,8 @@ pub mod identity;
 pub mod partition;
 pub mod path;
 pub mod public;
+pub mod quota;
+pub mod storage;
 pub mod subscription;
 pub mod task;
 pub mod upcast;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::acl::AclEvent;
+use crate::storage::StorageEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::{FileCommand, TaskEvent, TaskSpec, UploadSpec};
 
@@ -184,6 +185,18 @@ pub(super) fn subscription(event: SubscriptionEvent) -> Shaped {
             path_prefix.as_str(),
             json!({"subscription_id": id, "path_prefix": path_prefix, "reason": reason}),
         ),
+    }
+}
+
+/// `subject`/`data` of a tenant storage ledger event (audit only): about the whole tenant.
+pub(super) fn storage(event: StorageEvent) -> Shaped {
+    match event {
+        StorageEvent::QuotaSet { bytes, files } => {
+            shaped("/", json!({"bytes": bytes, "files": files}))
+        }
+        StorageEvent::BlobsCollected { blobs, bytes } => {
+            shaped("/", json!({"blobs": blobs, "bytes": bytes}))
+        }
     }
 }
 

@@ -36,6 +36,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::acl::AclEvent;
+use crate::storage::StorageEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::TaskEvent;
 use crate::upcast::{upcast, UpcastError, CURRENT_VERSION};
@@ -84,6 +85,8 @@ pub const ALL_TYPES: &[&str] = &[
     "subscription.created",
     "subscription.deleted",
     "subscription.disabled",
+    "quota.set",
+    "storage.collected",
 ];
 
 /// Log context of one event, supplied by the audit projection from the commit.
@@ -209,6 +212,10 @@ pub fn cloud_event(
         "subscription" => {
             let typed: SubscriptionEvent = serde_json::from_value(payload).map_err(bad_payload)?;
             (subscription_name(&typed), data::subscription(typed))
+        }
+        "storage" => {
+            let typed: StorageEvent = serde_json::from_value(payload).map_err(bad_payload)?;
+            (typed.name(), data::storage(typed))
         }
         other => (
             generic_name(event.event_type)

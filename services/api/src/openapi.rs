@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 
 use crate::files;
 use crate::routes::{
-    acl, audit, commands, dead_letters, event_stream, ops, reads, subscriptions, tasks,
+    acl, audit, commands, dead_letters, event_stream, ops, reads, subscriptions, tasks, usage,
 };
 use crate::state::AppState;
 
@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::get_task))
         .routes(routes!(reads::stat))
         .routes(routes!(reads::list))
+        .routes(routes!(usage::usage))
         .routes(routes!(acl::list_rules, acl::grant))
         .routes(routes!(acl::revoke))
         .routes(routes!(acl::check))

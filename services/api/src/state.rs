@@ -22,6 +22,9 @@ pub struct ApiSettings {
     pub body_idle_timeout: std::time::Duration,
     /// Open connections per process (`FE_HTTP_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Default per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES); the operator
+    /// may set another per tenant (`file-engine quota set`).
+    pub quota: events::quota::Limits,
 }
 
 #[derive(Clone)]

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod ops;
 pub mod projection_cli;
+pub mod storage_admin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,6 +139,13 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             pool: platform.pool.clone(),
             watermark: watermark.clone(),
             storage: platform.storage.clone(),
+            quota: quota_limits(&platform.config),
+            version_retention: std::time::Duration::from_secs(
+                platform
+                    .config
+                    .version_retention_days
+                    .saturating_mul(86_400),
+            ),
             concurrency: platform.config.worker_concurrency,
             tenant_concurrency: platform.config.worker_tenant_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
@@ -300,6 +308,7 @@ fn api_state(
             header_timeout: std::time::Duration::from_secs(c.http_header_timeout_s.max(1)),
             body_idle_timeout: std::time::Duration::from_secs(c.http_body_idle_timeout_s.max(1)),
             max_connections: c.http_max_connections.max(1),
+            quota: quota_limits(c),
         }),
         metrics: platform::telemetry::metrics_handle(),
         link_secrets: Arc::new(c.link_secrets.clone()),
@@ -344,4 +353,12 @@ pub fn auth_settings(c: &Config) -> anyhow::Result<platform::auth::AuthSettings>
         leeway_s: c.jwt_leeway_s,
         dev_hs256_secret: c.jwt_dev_hs256_secret.clone(),
     })
+}
+
+/// The per-tenant quota every tenant gets (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES).
+fn quota_limits(c: &platform::config::Config) -> events::quota::Limits {
+    events::quota::Limits {
+        bytes: c.tenant_quota_bytes,
+        files: c.tenant_quota_files,
+    }
 }

@@ -34,7 +34,8 @@ enum Command {
     Notifier,
     /// Run api, projector, worker, scanner and notifier in one process.
     All,
-    /// Apply PostgreSQL migrations and JetStream stream definitions, then exit.
+    /// Apply PostgreSQL migrations and JetStream stream definitions, move a round-1 storage
+    /// tree into blobs (idempotent, resumable), then exit.
     Migrate,
     /// Drop the read models and rebuild them from the event log with FE_PARTITIONS
     /// partitions (stop projectors first; this is also how the partition count changes).
@@ -70,6 +71,20 @@ enum Command {
     /// Print the OpenAPI document the API serves at /openapi.json (for client generators and
     /// the validator in deploy/dev/test.sh), without connecting to anything.
     Openapi,
+    /// Per-tenant quotas (recorded as events, audited).
+    Quota {
+        #[command(subcommand)]
+        action: QuotaAction,
+    },
+    /// Run one garbage collection of blobs now (workers also run it periodically).
+    Gc {
+        /// Keep replaced or deleted versions this many days (default FE_VERSION_RETENTION_DAYS).
+        #[arg(long)]
+        retention_days: Option<u64>,
+        /// Keep blobs younger than this many seconds (default 3600: they may be in doubt).
+        #[arg(long)]
+        grace_s: Option<u64>,
+    },
     /// Mint a development token signed with a local private key (never for production).
     DevToken {
         #[arg(long)]
@@ -100,6 +115,19 @@ enum ProjectionAction {
         /// Seconds to wait for the projector to catch the tenant up.
         #[arg(long, default_value_t = 120)]
         wait_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaAction {
+    /// Set a tenant's quota (logical bytes and files).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long)]
+        files: u64,
     },
 }
 
@@ -140,8 +168,15 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Migrate => {
-            Platform::connect(config).await?;
+            let p = Platform::connect(config).await?;
             tracing::info!("migrations and stream definitions applied");
+            let moved = p.storage.migrate_legacy_layout().await?;
+            tracing::info!(
+                tenants = moved.tenants,
+                files = moved.files,
+                blobs = moved.blobs,
+                "round-1 storage layout migrated to blobs"
+            );
             Ok(())
         }
         Command::Replay => {
@@ -154,6 +189,34 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::AuditVerify { tenant, full, .. } => audit_verify(config, tenant, full).await,
         Command::Projection { action } => projection(config, action).await,
+        Command::Quota {
+            action:
+                QuotaAction::Set {
+                    tenant,
+                    bytes,
+                    files,
+                },
+        } => {
+            let tenant = events::TenantId::parse(&tenant).context("--tenant")?;
+            let p = Platform::connect(config).await?;
+            let limits = events::quota::Limits { bytes, files };
+            match file_engine::storage_admin::set_quota(&p, &tenant, limits).await? {
+                Some(seq) => println!("quota of {tenant} set (log position {seq})"),
+                None => println!("quota of {tenant} unchanged"),
+            }
+            Ok(())
+        }
+        Command::Gc {
+            retention_days,
+            grace_s,
+        } => {
+            let p = Platform::connect(config).await?;
+            let retention = retention_days.unwrap_or(p.config.version_retention_days);
+            let grace = grace_s.map_or(worker::gc::BLOB_GRACE, std::time::Duration::from_secs);
+            let done = file_engine::storage_admin::collect_garbage(&p, retention, grace).await?;
+            println!("{} blob(s), {} byte(s) reclaimed", done.blobs, done.bytes);
+            Ok(())
+        }
         Command::Bench { sections, quick } => {
             file_engine::bench::run(config, &sections, quick).await
         }

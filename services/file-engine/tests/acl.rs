@@ -9,8 +9,6 @@ mod support;
 mod admin_api;
 #[path = "acl/permissions.rs"]
 mod permissions;
-#[path = "acl/symlinks.rs"]
-mod symlinks;
 #[path = "acl/tenancy.rs"]
 mod tenancy;
 

@@ -5,8 +5,6 @@
 
 mod support;
 
-#[path = "authz/errors.rs"]
-mod errors;
 #[path = "authz/evasion.rs"]
 mod evasion;
 #[path = "authz/idempotency.rs"]

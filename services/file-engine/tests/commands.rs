@@ -1,5 +1,5 @@
 //! End to end over HTTP: file commands reach the right terminal status and the right effect
-//! on disk, in the catalogue, and in the log.
+//! in the catalogue and in the log (storage holds only blobs: commands never touch it).
 
 mod support;
 
@@ -8,7 +8,7 @@ use serde_json::json;
 use support::TestApp;
 
 #[tokio::test]
-async fn mkdir_with_parents_creates_every_level_on_disk_and_in_the_catalogue() {
+async fn mkdir_with_parents_creates_every_level_in_the_catalogue() {
     let app = TestApp::spawn().await;
     let t = app.admin("acme");
     let task = app
@@ -19,7 +19,7 @@ async fn mkdir_with_parents_creates_every_level_on_disk_and_in_the_catalogue() {
         .await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["op"], "mkdir");
-    assert!(app.disk("acme", "/a/b/c").is_dir());
+    assert!(app.is_dir("acme", "/a/b/c").await);
 
     let (status, stat) = app.get_json(&t, "/v1/stat/a/b").await;
     assert_eq!(status, StatusCode::OK);
@@ -40,7 +40,7 @@ async fn mkdir_failures_carry_stable_codes() {
         .await;
     assert_eq!(missing_parent["status"], "failed");
     assert_eq!(missing_parent["error"]["code"], "not_found");
-    assert!(!app.disk("acme", "/no").exists());
+    assert!(!app.exists("acme", "/no").await);
 
     app.run(&t, json!({"op": "mkdir", "path": "/d"})).await;
     let again = app.run(&t, json!({"op": "mkdir", "path": "/d"})).await;
@@ -52,26 +52,38 @@ async fn mkdir_failures_carry_stable_codes() {
 }
 
 #[tokio::test]
-async fn move_copy_and_delete_change_disk_and_catalogue() {
-    let app = TestApp::spawn().await;
+async fn move_copy_and_delete_change_the_catalogue_and_copies_share_the_blob() {
+    let app = TestApp::spawn_with_scanner(&[]).await;
     let t = app.admin("acme");
     app.run(
         &t,
         json!({"op": "mkdir", "path": "/src/inner", "parents": true}),
     )
     .await;
-    std::fs::write(app.disk("acme", "/src/inner/file.txt"), b"payload").unwrap();
+    let up = app
+        .upload_and_wait(&t, "/src/inner/file.txt", b"payload".to_vec())
+        .await;
+    assert_eq!(up["status"], "succeeded", "{up}");
     app.run(&t, json!({"op": "mkdir", "path": "/dst"})).await;
 
     let copy = app
         .run(&t, json!({"op": "copy", "from": "/src", "to": "/dst/copy"}))
         .await;
     assert_eq!(copy["status"], "succeeded", "{copy}");
-    assert_eq!(
-        std::fs::read(app.disk("acme", "/dst/copy/inner/file.txt")).unwrap(),
-        b"payload"
-    );
-    assert!(app.disk("acme", "/src/inner/file.txt").exists());
+    let copied = app
+        .request(
+            reqwest::Method::GET,
+            "/v1/files/dst/copy/inner/file.txt",
+            Some(&t),
+        )
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copied.status(), StatusCode::OK);
+    assert_eq!(copied.bytes().await.unwrap().as_ref(), b"payload");
+    assert!(app.exists("acme", "/src/inner/file.txt").await);
+    assert_eq!(app.blob_files("acme").len(), 1, "a copy writes no blob");
     let (status, _) = app.get_json(&t, "/v1/stat/dst/copy/inner").await;
     assert_eq!(status, StatusCode::OK);
 
@@ -79,8 +91,8 @@ async fn move_copy_and_delete_change_disk_and_catalogue() {
         .run(&t, json!({"op": "move", "from": "/src", "to": "/moved"}))
         .await;
     assert_eq!(mv["status"], "succeeded", "{mv}");
-    assert!(!app.disk("acme", "/src").exists());
-    assert!(app.disk("acme", "/moved/inner/file.txt").exists());
+    assert!(!app.exists("acme", "/src").await);
+    assert!(app.exists("acme", "/moved/inner/file.txt").await);
     assert_eq!(
         app.get_json(&t, "/v1/stat/src/inner").await.0,
         StatusCode::NOT_FOUND
@@ -107,7 +119,7 @@ async fn move_copy_and_delete_change_disk_and_catalogue() {
 
     let not_empty = app.run(&t, json!({"op": "delete", "path": "/dst"})).await;
     assert_eq!(not_empty["error"]["code"], "not_empty");
-    assert!(app.disk("acme", "/dst/copy").exists());
+    assert!(app.exists("acme", "/dst/copy").await);
     let recursive = app
         .run(
             &t,
@@ -115,7 +127,7 @@ async fn move_copy_and_delete_change_disk_and_catalogue() {
         )
         .await;
     assert_eq!(recursive["status"], "succeeded");
-    assert!(!app.disk("acme", "/dst").exists());
+    assert!(!app.exists("acme", "/dst").await);
     assert_eq!(
         app.get_json(&t, "/v1/stat/dst/copy").await.0,
         StatusCode::NOT_FOUND
@@ -143,9 +155,9 @@ async fn tasks_on_overlapping_paths_run_in_log_order() {
         let task = app.wait_task(&t, id).await;
         assert_eq!(task["status"], "succeeded", "{task}");
     }
-    assert!(app.disk("acme", "/o/d/c").is_dir());
-    assert!(!app.disk("acme", "/o/b").exists());
-    assert!(!app.disk("acme", "/o/a").exists());
+    assert!(app.is_dir("acme", "/o/d/c").await);
+    assert!(!app.exists("acme", "/o/b").await);
+    assert!(!app.exists("acme", "/o/a").await);
 }
 
 #[tokio::test]
@@ -231,7 +243,7 @@ async fn tenants_do_not_see_each_others_entries() {
         .run(&globex, json!({"op": "delete", "path": "/secret"}))
         .await;
     assert_eq!(task["error"]["code"], "not_found");
-    assert!(app.disk("acme", "/secret").is_dir());
+    assert!(app.is_dir("acme", "/secret").await);
 }
 
 #[tokio::test]

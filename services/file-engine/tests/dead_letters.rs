@@ -93,7 +93,7 @@ async fn a_dead_lettered_task_is_listed_and_runs_again_when_retried() {
         .unwrap();
     let task = app.wait_task(&t, &id).await;
     assert_eq!(task["status"], "succeeded", "{task}");
-    assert!(app.disk("acme", "/dl/x").is_dir());
+    assert!(app.is_dir("acme", "/dl/x").await);
     eventually(
         "the dead letter to leave the list",
         std::time::Duration::from_secs(10),

@@ -64,7 +64,7 @@ async fn nested_move_over_the_path_limit_fails_with_a_stable_code_and_others_go_
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "path_invalid", "{failed}");
     // Nothing moved, on disk or in the catalogue.
-    assert!(app.disk("deep", &deep).is_dir());
+    assert!(app.is_dir("deep", &deep).await);
     let (status, _) = app
         .get_json(&t, &format!("/v1/stat{}", url_path(&target)))
         .await;

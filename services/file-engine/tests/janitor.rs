@@ -20,6 +20,11 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
             .await
             .unwrap(),
         storage: app.platform.storage.clone(),
+        quota: events::quota::Limits {
+            bytes: u64::MAX,
+            files: u64::MAX,
+        },
+        version_retention: Duration::ZERO,
         concurrency: 1,
         tenant_concurrency: 1,
         ack_wait: Duration::from_secs(10),

@@ -79,7 +79,7 @@ async fn a_killed_worker_is_replaced_and_every_task_finishes_exactly_once() {
         assert_eq!(task["status"], "succeeded", "{task}");
     }
     for i in 0..N {
-        assert!(app.disk("acme", &format!("/crash/d{i}/x/y")).is_dir());
+        assert!(app.is_dir("acme", &format!("/crash/d{i}/x/y")).await);
     }
     // Exactly one outcome per task in the log.
     let outcomes = outcomes_per_task(&app).await;

@@ -7,12 +7,14 @@
 
 pub mod access;
 pub mod auth;
+pub mod catalogue;
 pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod event_log;
 pub mod projection;
 pub mod public_events;
+pub mod retention;
 pub mod storage;
 pub mod streams;
 pub mod telemetry;

@@ -47,6 +47,9 @@ pub(crate) async fn apply_events(
     if commit.aggregate_type == "subscription" {
         return crate::subscriptions::apply_commit(tx, commit).await;
     }
+    if commit.aggregate_type == "storage" {
+        return crate::quotas::apply_commit(tx, commit).await;
+    }
     if commit.aggregate_type != "task" {
         // Unknown aggregate types are skipped so an older projector never blocks on a newer
         // log.

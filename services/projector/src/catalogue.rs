@@ -4,9 +4,17 @@
 //! Subtrees are byte ranges thanks to the "C" collation: everything below `/a` lies in
 //! `['/a/', '/a0')` because `0` is the byte after `/`. Moves and copies rewrite the prefix of
 //! the whole range in one statement.
+//!
+//! This is the whole effect of a move, copy, delete or overwrite: storage holds immutable
+//! blobs by SHA-256, and an entry points at its version (`entries.version`), the version at its
+//! blob (`file_versions.sha256`). A copy shares the version (and so the blob) of what it
+//! copies. When the last entry showing a version goes away, the version is *released*
+//! (`released_at`, and `deleted` when a delete rather than an overwrite removed it): that
+//! starts its retention for garbage collection and decides what a signed link to it answers.
 
 use events::task::{TaskEvent, UploadSpec};
 use events::FilePath;
+use platform::catalogue::below;
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
 
@@ -31,17 +39,23 @@ pub async fn apply(
                 insert_dir(tx, tenant, &dir, commit).await?;
             }
         }
-        TaskEvent::EntryDeleted { path, .. } => delete_subtree(tx, tenant, path).await?,
+        TaskEvent::EntryDeleted { path, .. } => {
+            let gone = delete_subtree(tx, tenant, path).await?;
+            release(tx, tenant, &gone, commit).await?;
+            mark_deleted(tx, tenant, path).await?;
+        }
         // Whatever the catalogue still holds at the target was replaced on storage (the worker
         // checked `overwrite` before acting), so it goes first; this also keeps a catalogue
         // that drifted from storage from blocking the projector on a unique violation.
         TaskEvent::EntryMoved { from, to, .. } => {
-            delete_subtree(tx, tenant, to).await?;
+            let replaced = delete_subtree(tx, tenant, to).await?;
             move_subtree(tx, tenant, from, to, commit).await?;
+            release(tx, tenant, &replaced, commit).await?;
         }
         TaskEvent::EntryCopied { from, to, .. } => {
-            delete_subtree(tx, tenant, to).await?;
+            let replaced = delete_subtree(tx, tenant, to).await?;
             copy_subtree(tx, tenant, from, to, commit).await?;
+            release(tx, tenant, &replaced, commit).await?;
         }
         // A failed upload (timeout, promotion refused) leaves no `scanning` placeholder behind;
         // a quarantined one keeps its `quarantined` entry.
@@ -114,19 +128,69 @@ async fn insert_dir(
     Ok(())
 }
 
-/// The bounds of the strict subtree of `p`: `[p/, p0)`; for the root, everything.
-fn below(p: &FilePath) -> (String, String) {
-    if p.is_root() {
-        ("/".into(), "0".into())
-    } else {
-        (format!("{}/", p.as_str()), format!("{}0", p.as_str()))
-    }
+/// A file version an entry showed at a path.
+type Shown = (String, String);
+
+/// Removes `p` and everything below it; returns the (version, path) of each removed file.
+async fn delete_subtree(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    p: &FilePath,
+) -> Result<Vec<Shown>, ProjectorError> {
+    let (lo, hi) = below(p);
+    let shown: Vec<(Option<String>, String)> = sqlx::query_as(
+        "DELETE FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))
+         RETURNING CASE WHEN kind = 'file' THEN version END, path",
+    )
+    .bind(tenant)
+    .bind(p.as_str())
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(shown
+        .into_iter()
+        .filter_map(|(v, path)| v.map(|v| (v, path)))
+        .collect())
 }
 
-async fn delete_subtree(tx: Tx<'_, '_>, tenant: &str, p: &FilePath) -> Result<(), ProjectorError> {
+/// Marks each shown version that no entry shows any more as released at the commit's time,
+/// where it was last shown. A version already released stays as it was.
+async fn release(
+    tx: Tx<'_, '_>,
+    tenant: &str,
+    shown: &[Shown],
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
+    if shown.is_empty() {
+        return Ok(());
+    }
+    let (versions, paths): (Vec<&str>, Vec<&str>) =
+        shown.iter().map(|(v, p)| (v.as_str(), p.as_str())).unzip();
+    sqlx::query(
+        "UPDATE file_versions fv SET released_at = $4, released_path = g.path
+         FROM unnest($2::TEXT[], $3::TEXT[]) AS g(version, path)
+         WHERE fv.tenant = $1 AND fv.version = g.version AND fv.released_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM entries e
+                           WHERE e.tenant = $1 AND e.kind = 'file' AND e.version = fv.version)",
+    )
+    .bind(tenant)
+    .bind(versions)
+    .bind(paths)
+    .bind(commit.time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// After a delete of `p`: every released version last shown at or below `p` belonged to a
+/// deleted file (links to it answer 404 from now on, even if the path is used again).
+async fn mark_deleted(tx: Tx<'_, '_>, tenant: &str, p: &FilePath) -> Result<(), ProjectorError> {
     let (lo, hi) = below(p);
     sqlx::query(
-        "DELETE FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))",
+        "UPDATE file_versions SET deleted = true
+         WHERE tenant = $1 AND released_at IS NOT NULL AND NOT deleted
+           AND (released_path = $2 OR (released_path >= $3 AND released_path < $4))",
     )
     .bind(tenant)
     .bind(p.as_str())
@@ -185,6 +249,7 @@ async fn copy_subtree(
                 CASE WHEN path = $2 THEN $7 ELSE name END,
                 kind, size, sha256, content_type, status, version, $8, $9
          FROM entries WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))
+           AND status = 'available'
          ON CONFLICT (tenant, path) DO NOTHING",
     )
     .bind(tenant)
@@ -220,7 +285,21 @@ async fn file_available(
     version: &str,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
+    let replaced: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT version FROM entries WHERE tenant = $1 AND path = $2 AND kind = 'file'",
+    )
+    .bind(tenant)
+    .bind(upload.path.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
     upsert_file(tx, tenant, upload, version, "available", commit).await?;
+    let replaced: Vec<Shown> = replaced
+        .flatten()
+        .filter(|v| v != version)
+        .map(|v| (v, upload.path.as_str().to_owned()))
+        .into_iter()
+        .collect();
+    release(tx, tenant, &replaced, commit).await?;
     sqlx::query(
         "INSERT INTO file_versions (tenant, version, path, size, sha256, content_type, available_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, version) DO NOTHING",

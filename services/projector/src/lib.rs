@@ -19,6 +19,7 @@ mod catalogue;
 pub mod ownership;
 mod partition;
 mod resume;
+mod quotas;
 mod runner;
 mod subscriptions;
 mod tasks;

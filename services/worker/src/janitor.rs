@@ -2,8 +2,9 @@
 //! upload interrupted by a crash, a promotion that failed), and fails upload tasks whose
 //! staged bytes vanished, so no task waits forever. An upload that could not be scanned for
 //! [`UPLOAD_GIVE_UP`] (clamd down for a day) fails with `timeout` and its bytes are removed:
-//! it is never released unscanned, and it does not stay `scanning` for ever either. Runs in
-//! every worker; the work is idempotent, so replicas may overlap.
+//! it is never released unscanned, and it does not stay `scanning` for ever either. Every
+//! pass also runs garbage collection of blobs ([`crate::gc`]). Runs in every worker; the work
+//! is idempotent, so replicas may overlap.
 
 use std::time::Duration;
 
@@ -27,6 +28,11 @@ pub async fn run(deps: WorkerDeps, mut shutdown: watch::Receiver<bool>) {
         }
         if let Err(e) = give_up_unscanned(&deps, UPLOAD_GIVE_UP).await {
             tracing::warn!(error = %e, "janitor: giving up stale uploads failed");
+        }
+        if let Err(e) =
+            crate::gc::collect(&deps, deps.version_retention, crate::gc::BLOB_GRACE).await
+        {
+            tracing::warn!(error = %e, "janitor: garbage collection failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}

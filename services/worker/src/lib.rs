@@ -19,12 +19,13 @@
 //! Transient storage errors are Nak'ed with backoff; after [`MAX_ATTEMPTS`] failed attempts
 //! the task is dead-lettered instead, so every task reaches a terminal state. Uploads are
 //! scanned by the scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging
-//! ([`janitor`]).
+//! ([`janitor`]); [`gc`] collects blobs nothing needs any more.
 
 mod created;
 mod access;
 mod effects;
 mod failures;
+pub mod gc;
 pub mod janitor;
 mod ordering;
 mod promote;

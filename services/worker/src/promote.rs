@@ -1,12 +1,21 @@
 //! Promotion of clean uploads: once the scanner recorded a clean verdict, the staged bytes
-//! become the file's new version atomically (storage: temp + fsync + rename, the previous
-//! version retained for links made to it), and `file.available` + `task.succeeded` are
-//! committed together. Uploads take their turn in the per-path log order like commands.
+//! are published as the tenant's blob named by their SHA-256 (atomically: rename of the
+//! fsynced staged file, then fsync of the directories; an existing blob of the same content
+//! is kept, never rewritten), and `file.available` + `task.succeeded` are committed together;
+//! the projection then points the path at the new version and the version at the blob. The
+//! previous version keeps its blob (links to it go on serving exactly it). Uploads take their
+//! turn in the per-path log order like commands.
+//!
+//! Crash safety: killed before the rename, the redelivery publishes again; killed after it,
+//! the redelivery finds the blob and records the outcome. A blob published for an upload
+//! whose task then failed is unreferenced and left to garbage collection.
 
+use events::quota::{self, Change, Usage};
 use events::task::{TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
+use platform::catalogue::{self, EntryKind};
 use platform::event_log::LoggedCommit;
-use platform::storage::{EntryKind, Storage};
+use platform::storage::{BlobId, Storage};
 
 use crate::effects::EffectError;
 use crate::run::{execute, record_failure, Step, Worker, WorkerDeps};
@@ -26,17 +35,13 @@ pub(crate) async fn promote(worker: &Worker, commit: &LoggedCommit) -> Result<St
     };
     let previous = current_version(deps, &commit.tenant, &upload).await?;
     let storage = deps.storage.as_ref();
-    match place(storage, &commit.tenant, &upload, previous.as_deref()).await {
+    match place(deps, storage, &commit.tenant, &upload).await {
         Ok(()) => {
             let command = TaskCommand::Promote {
                 version: upload.upload_id.to_string(),
                 previous_version: previous,
             };
             execute(deps, commit, command).await?;
-            // Only the promotion marker is left in staging; it served a redo, not any more.
-            let _ = storage
-                .discard_staged(&commit.tenant, upload.upload_id)
-                .await;
             metrics::counter!("fe_uploads_promoted_total").increment(1);
             Ok(Step::Settled)
         }
@@ -67,26 +72,46 @@ async fn current_version(
     .map_err(|e| e.to_string())
 }
 
-/// Creates missing parent directories, refuses to replace a directory, then promotes.
+/// Refuses to replace a directory, to put a file below a file, or to pass the tenant's quota
+/// (uploads of unknown size are only checked here), then publishes the blob.
 async fn place(
+    deps: &WorkerDeps,
     storage: &dyn Storage,
     tenant: &TenantId,
     upload: &UploadSpec,
-    previous: Option<&str>,
 ) -> Result<(), EffectError> {
-    if let Some(meta) = storage.stat(tenant, &upload.path).await? {
-        if meta.kind == EntryKind::Dir {
-            return Err(EffectError::Permanent(TaskFailure::new(
-                "conflict",
-                format!("{} is a directory", upload.path),
-            )));
-        }
+    let conflict = |what: String| {
+        EffectError::Permanent(TaskFailure::new(
+            "conflict",
+            format!("{what} is a directory"),
+        ))
+    };
+    if catalogue::kind_of(&deps.pool, tenant, &upload.path).await? == Some(EntryKind::Dir) {
+        return Err(conflict(upload.path.to_string()));
     }
-    if let Some(parent) = upload.path.parent() {
-        storage.create_dir_all(tenant, &parent).await?;
+    if let Some(file) = catalogue::file_ancestor(&deps.pool, tenant, &upload.path).await? {
+        return Err(EffectError::Permanent(TaskFailure::new(
+            "conflict",
+            format!("{file} is not a directory"),
+        )));
     }
-    storage
-        .promote(tenant, upload.upload_id, &upload.path, previous)
-        .await?;
+    let change = Change {
+        adds: Usage {
+            bytes: upload.size,
+            files: 1,
+        },
+        replaces: catalogue::file_usage(&deps.pool, tenant, &upload.path).await?,
+    };
+    let used = catalogue::tenant_usage(&deps.pool, tenant).await?;
+    let limits = catalogue::limits(&deps.pool, tenant, deps.quota).await?;
+    quota::admit(limits, used, change)
+        .map_err(|e| EffectError::Permanent(TaskFailure::new("quota_exceeded", e.to_string())))?;
+    let blob = BlobId::parse(&upload.sha256).map_err(|_| {
+        EffectError::Permanent(TaskFailure::new(
+            "storage_error",
+            "the upload has no valid hash",
+        ))
+    })?;
+    storage.publish(tenant, upload.upload_id, &blob).await?;
     Ok(())
 }

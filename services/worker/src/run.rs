@@ -47,6 +47,11 @@ pub struct WorkerDeps {
     pub pool: PgPool,
     pub watermark: ProjectionWatermark,
     pub storage: Arc<dyn Storage>,
+    /// Default per-tenant quota (FE_TENANT_QUOTA_BYTES / FE_TENANT_QUOTA_FILES; an operator's
+    /// `quota set` overrides it), checked again when a copy or an upload takes effect.
+    pub quota: events::quota::Limits,
+    /// How long released versions keep their blobs (FE_VERSION_RETENTION_DAYS).
+    pub version_retention: Duration,
     /// Effects in flight per process (`FE_WORKER_CONCURRENCY`).
     pub concurrency: usize,
     /// Effects in flight (and turns waited for) per tenant per process
@@ -166,20 +171,18 @@ impl Worker {
         let Some(_effect_slot) = self.take_turn(commit, task_id, &spec).await? else {
             return Ok(Step::NotMyTurn);
         };
-        let storage = deps.storage.as_ref();
-        let redo = task.status == TaskStatus::Running;
-        if !redo {
+        if task.status != TaskStatus::Running {
             if let Err(err) = crate::access::recheck(&deps.pool, &commit.tenant, &task, &cmd).await
             {
-                return record_failure(deps, commit, err).await;
-            }
-            if let Err(err) = effects::check_preconditions(storage, &commit.tenant, &cmd).await {
                 return record_failure(deps, commit, err).await;
             }
             execute(deps, commit, TaskCommand::Start).await?;
         }
         let started = std::time::Instant::now();
-        let result = effects::execute(storage, &commit.tenant, &cmd, redo).await;
+        // Commands change only the catalogue (see `effects`): deciding is the whole effect, and
+        // a redelivered running task decides again on the same, turn-ordered catalogue state.
+        let result =
+            effects::check_preconditions(&deps.pool, deps.quota, &commit.tenant, &cmd).await;
         metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())
             .record(started.elapsed().as_secs_f64());
         match result {

@@ -1,6 +1,10 @@
 //! `GET`/`HEAD /v1/files/{path}`: streams an available file with a strong ETag (its SHA-256),
 //! single byte ranges (206/416) and an attachment disposition. A file that is still being
 //! scanned or is quarantined is never served (409 `file_not_available`).
+//!
+//! Bytes are always read from the blob the served version names (its SHA-256), never by path:
+//! what is served is exactly the version the catalogue (or a link) resolved, whatever the
+//! path holds meanwhile. A version whose blob is gone answers 404, never other bytes.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -8,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use events::acl::Access;
 use events::{FilePath, TenantId};
+use platform::storage::{BlobId, StorageError};
 use tokio_util::io::ReaderStream;
 
 use super::disposition::attachment;
@@ -52,7 +57,6 @@ pub async fn get_file(
         &caller.tenant,
         &path,
         row,
-        None,
         method == Method::HEAD,
         &headers,
     )
@@ -91,13 +95,12 @@ pub async fn lookup(
     row.ok_or_else(|| ApiError::NotFound("no such file".into()))
 }
 
-/// Serves `row` (the current version) or, with `retained`, an older version kept for links.
+/// Serves the version `row` describes from its blob; `path` only names the download.
 pub async fn serve(
     state: &AppState,
     tenant: &TenantId,
     path: &FilePath,
     row: FileRow,
-    retained: Option<&str>,
     head_only: bool,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -111,7 +114,12 @@ pub async fn serve(
         )));
     }
     let size = row.size.unwrap_or(0).max(0) as u64;
-    let etag = format!("\"{}\"", row.sha256.unwrap_or_default());
+    let blob = row
+        .sha256
+        .as_deref()
+        .and_then(|sha| BlobId::parse(sha).ok())
+        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+    let etag = format!("\"{blob}\"");
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -163,11 +171,11 @@ pub async fn serve(
     }
     let (reader, _) = state
         .storage
-        .open_read(tenant, path, retained, range)
+        .open_blob(tenant, &blob, range)
         .await
         .map_err(|e| match e {
-            platform::storage::StorageError::NotFound(_) => {
-                ApiError::NotFound("no such file".into())
+            StorageError::NotFound(_) => {
+                ApiError::NotFound("the bytes of this version are no longer stored".into())
             }
             other => ApiError::unavailable(other),
         })?;

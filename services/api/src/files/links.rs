@@ -1,7 +1,9 @@
 //! `POST /v1/links` and `GET /v1/links/{token}`: signed, expiring links to one version of a
-//! file, served without a bearer token. A link keeps serving the version it was made for
-//! after the path is overwritten; a deleted or moved file answers 404; a tampered or expired
-//! link answers 403.
+//! file, served without a bearer token. A link names a version, and serves exactly that
+//! version's blob or nothing: after the path is overwritten (by an upload, a copy or a move
+//! onto it) it keeps serving the linked bytes, never what occupies the path now; when the
+//! linked file was moved away or deleted (even if the path was used again since), or its
+//! bytes are no longer stored, it answers 404; a tampered or expired link answers 403.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -77,6 +79,10 @@ pub async fn create_link(
     };
     let token = token::sign(&state.link_secrets, &claims)
         .map_err(|_| ApiError::Unavailable("FE_LINK_SECRET is not set".into()))?;
+    // Recorded before the link exists for anyone: garbage collection keeps the linked
+    // version's bytes until the link expires.
+    platform::retention::record_link_grant(&state.pool, &caller.tenant, &version, expires_at)
+        .await?;
     let link = Link {
         url: format!("/v1/links/{token}"),
         expires_at,
@@ -105,28 +111,32 @@ pub async fn follow_link(
     let bad = || ApiError::Forbidden("the link is not valid".into());
     let tenant = TenantId::parse(&claims.tenant).map_err(|_| bad())?;
     let path = FilePath::parse(&claims.path).map_err(|_| bad())?;
-    let current = lookup(&state, &tenant, &path).await?;
-    let head_only = method == Method::HEAD;
-    if current.version.as_deref() == Some(claims.version.as_str()) {
-        return serve(&state, &tenant, &path, current, None, head_only, &headers).await;
+    let gone = || ApiError::NotFound("the linked version is gone".into());
+    let version = platform::catalogue::version(&state.pool, &tenant, &claims.version)
+        .await?
+        .ok_or_else(gone)?;
+    // The linked file must still be there (in whatever version): a moved or deleted file
+    // answers 404, and so does one deleted and uploaded again.
+    if version.deleted
+        || platform::catalogue::kind_of(&state.pool, &tenant, &path).await?
+            != Some(platform::catalogue::EntryKind::File)
+    {
+        return Err(gone());
     }
-    let retained: Option<FileRow> = sqlx::query_as(
-        "SELECT 'file' AS kind, 'available' AS status, size, sha256, content_type, version
-         FROM file_versions WHERE tenant = $1 AND version = $2 AND path = $3",
-    )
-    .bind(tenant.as_str())
-    .bind(&claims.version)
-    .bind(path.as_str())
-    .fetch_optional(&state.pool)
-    .await?;
-    let row = retained.ok_or_else(|| ApiError::NotFound("the linked version is gone".into()))?;
+    let row = FileRow {
+        kind: "file".into(),
+        status: "available".into(),
+        size: Some(version.size),
+        sha256: Some(version.sha256),
+        content_type: Some(version.content_type),
+        version: Some(version.version),
+    };
     serve(
         &state,
         &tenant,
         &path,
         row,
-        Some(&claims.version),
-        head_only,
+        method == Method::HEAD,
         &headers,
     )
     .await

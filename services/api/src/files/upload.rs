@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::Response;
 use events::acl::Access;
+use events::quota::{Change, Usage};
 use events::task::{request_fingerprint, TaskSpec, UploadSpec};
 use events::{FilePath, TenantId};
 use futures::StreamExt;
@@ -38,7 +39,7 @@ struct Received {
     responses((status = 202, body = crate::routes::commands::Accepted), (status = 400, body = crate::error::Problem),
               (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
-              (status = 415, body = crate::error::Problem)),
+              (status = 415, body = crate::error::Problem), (status = 507, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn put_file(
     State(state): State<AppState>,
@@ -59,6 +60,17 @@ pub async fn put_file(
         return Err(too_large(limit));
     }
     check_target(&state, &caller.tenant, &path, &headers).await?;
+    if let Some(len) = declared_length(&headers) {
+        // Known size: refuse before a byte is accepted. Unknown size: the promotion checks.
+        let change = Change {
+            adds: Usage {
+                bytes: len,
+                files: 1,
+            },
+            replaces: platform::catalogue::file_usage(&state.pool, &caller.tenant, &path).await?,
+        };
+        crate::routes::usage::admit(&state, &caller.tenant, change).await?;
+    }
     let received = receive(&state, &caller.tenant, body, limit).await?;
     let discard = || async {
         let _ = state

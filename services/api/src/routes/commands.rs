@@ -38,7 +38,7 @@ pub struct Accepted {
     responses((status = 202, body = Accepted), (status = 400, body = crate::error::Problem),
               (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
-              (status = 415, body = crate::error::Problem)),
+              (status = 415, body = crate::error::Problem), (status = 507, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn post_command(
     State(state): State<AppState>,
@@ -55,6 +55,17 @@ pub async fn post_command(
         CommandAccess::Tree(access) => acl.check_tree(&state, access).await?,
     }
     refuse_oversized_subtree(&state, &caller, &command).await?;
+    if let FileCommand::Copy {
+        from,
+        to,
+        overwrite,
+    } = &command
+    {
+        let change =
+            platform::catalogue::copy_change(&state.pool, &caller.tenant, from, to, *overwrite)
+                .await?;
+        super::usage::admit(&state, &caller.tenant, change).await?;
+    }
     let fingerprint = key
         .as_ref()
         .map(|_| request_fingerprint("POST", "/v1/commands", &body_hash(&raw)));
@@ -108,7 +119,7 @@ async fn refuse_oversized_subtree(
         return Ok(());
     };
     let longest =
-        crate::routes::reads::longest_path_in_subtree(state, caller.tenant.as_str(), from)
+        platform::catalogue::longest_path_in_subtree(&state.pool, &caller.tenant, from)
             .await?
             .unwrap_or(from.as_str().len());
     FilePath::check_subtree_rebase(from, to, longest)?;

@@ -9,3 +9,4 @@ pub mod ops;
 pub mod reads;
 pub mod subscriptions;
 pub mod tasks;
+pub mod usage;

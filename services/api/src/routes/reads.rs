@@ -61,33 +61,6 @@ fn root_stat() -> Stat {
     }
 }
 
-/// Byte length of the longest catalogue path in the subtree of `root` (`root` included);
-/// `None` when nothing is there. A range scan of the primary key over the subtree: the
-/// request-time half of the rule that a move or copy may not push any descendant over the
-/// path limit (the worker checks storage again when the task runs).
-pub async fn longest_path_in_subtree(
-    state: &AppState,
-    tenant: &str,
-    root: &FilePath,
-) -> Result<Option<usize>, ApiError> {
-    let (lo, hi) = if root.is_root() {
-        ("/".to_owned(), "0".to_owned())
-    } else {
-        (format!("{root}/"), format!("{root}0"))
-    };
-    let longest: Option<i32> = sqlx::query_scalar(
-        "SELECT max(octet_length(path)) FROM entries
-         WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))",
-    )
-    .bind(tenant)
-    .bind(root.as_str())
-    .bind(lo)
-    .bind(hi)
-    .fetch_one(&state.pool)
-    .await?;
-    Ok(longest.and_then(|l| usize::try_from(l).ok()))
-}
-
 async fn stat_of(
     state: &AppState,
     tenant: &str,

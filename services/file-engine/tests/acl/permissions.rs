@@ -110,15 +110,13 @@ async fn each_permission_alone_lets_exactly_its_operations_through() {
             }
         }
     }
-    assert!(app.disk("acme", "/src/new-mkdir").is_dir());
-    assert!(!app.disk("acme", "/src/del-delete").exists());
+    assert!(app.is_dir("acme", "/src/new-mkdir").await);
+    assert!(!app.exists("acme", "/src/del-delete").await);
+    assert!(app.is_dir("acme", "/dst/mv-move").await && !app.exists("acme", "/src/mv-move").await);
+    assert!(app.is_dir("acme", "/dst/cp-copy/inner").await);
+    assert!(app.is_dir("acme", "/dst/cp-read/inner").await);
     assert!(
-        app.disk("acme", "/dst/mv-move").is_dir() && !app.disk("acme", "/src/mv-move").exists()
-    );
-    assert!(app.disk("acme", "/dst/cp-copy/inner").is_dir());
-    assert!(app.disk("acme", "/dst/cp-read/inner").is_dir());
-    assert!(
-        !app.disk("acme", "/src/new-write").exists() && app.disk("acme", "/src/del-write").exists()
+        !app.exists("acme", "/src/new-write").await && app.exists("acme", "/src/del-write").await
     );
 
     // Without `write` on the target's parent, move and copy are refused.

@@ -88,8 +88,8 @@ async fn another_tenant_cannot_see_revoke_or_use_rules_and_paths() {
         )
         .await;
     assert_eq!(mv["error"]["code"], "not_found", "{mv}");
-    assert!(app.disk("acme", "/only-a/inner").is_dir());
-    assert!(!app.disk("beta", "/stolen").exists());
+    assert!(app.is_dir("acme", "/only-a/inner").await);
+    assert!(!app.exists("beta", "/stolen").await);
 
     // A's rule is untouched.
     let (_, a_rules) = app.get_json(&admin_a, "/v1/acl/rules?path=/only-a").await;

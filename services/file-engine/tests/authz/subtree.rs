@@ -54,7 +54,7 @@ async fn a_copy_of_a_tree_with_an_unreadable_entry_inside_is_refused() {
         )
         .await;
     assert_eq!(task["status"], "succeeded", "{task}");
-    assert!(!app.disk("acme", "/bob/copy").exists());
+    assert!(!app.exists("acme", "/bob/copy").await);
 }
 
 #[tokio::test]
@@ -73,8 +73,8 @@ async fn a_recursive_delete_with_a_protected_entry_inside_is_refused_and_deletes
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert!(app.disk("acme", "/area/keep/deep").is_dir());
-    assert!(app.disk("acme", "/area/scratch").is_dir());
+    assert!(app.is_dir("acme", "/area/keep/deep").await);
+    assert!(app.is_dir("acme", "/area/scratch").await);
     // A deny on a path where nothing exists does not block: only entries count.
     grant(
         &app,
@@ -92,7 +92,7 @@ async fn a_recursive_delete_with_a_protected_entry_inside_is_refused_and_deletes
         )
         .await;
     assert_eq!(task["status"], "succeeded", "{task}");
-    assert!(!app.disk("acme", "/area/scratch").exists());
+    assert!(!app.exists("acme", "/area/scratch").await);
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn a_recursive_move_needs_move_on_every_entry() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(app.disk("acme", "/proj/locked").is_dir());
+    assert!(app.is_dir("acme", "/proj/locked").await);
     // Without the role bob has no `move` at all.
     let (status, _) = command_status(
         &app,
@@ -172,8 +172,8 @@ async fn overwrite_needs_write_on_the_replaced_file_and_delete_inside_a_replaced
             "{op} {from} -> {to}: {problem}"
         );
     }
-    assert!(app.disk("acme", "/dst/tree/keep").is_dir());
-    assert!(app.disk("acme", "/src/a").is_dir());
+    assert!(app.is_dir("acme", "/dst/tree/keep").await);
+    assert!(app.is_dir("acme", "/src/a").await);
 }
 
 #[tokio::test]
@@ -216,6 +216,6 @@ async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
     let task = app.wait_task(&bob, &delete).await;
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "forbidden", "{task}");
-    assert!(app.disk("acme", "/area/x").is_dir());
+    assert!(app.is_dir("acme", "/area/x").await);
     worker.shutdown().await;
 }

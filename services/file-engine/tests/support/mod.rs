@@ -211,14 +211,42 @@ impl TestApp {
         self.wait_task(token, &id).await
     }
 
-    /// Where a tenant path lives on disk (local storage layout).
-    pub fn disk(&self, tenant: &str, path: &str) -> PathBuf {
-        self.storage
-            .path()
-            .join("tenants")
-            .join(tenant)
-            .join("tree")
-            .join(path.trim_start_matches('/'))
+    /// The kind (`file` / `dir`) the catalogue shows at a tenant path, if any. Storage holds
+    /// only blobs: paths exist in the catalogue alone.
+    pub async fn kind(&self, tenant: &str, path: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT kind FROM entries WHERE tenant = $1 AND path = $2")
+            .bind(tenant)
+            .bind(path)
+            .fetch_optional(&self.platform.pool)
+            .await
+            .expect("catalogue query")
+    }
+
+    pub async fn exists(&self, tenant: &str, path: &str) -> bool {
+        self.kind(tenant, path).await.is_some()
+    }
+
+    pub async fn is_dir(&self, tenant: &str, path: &str) -> bool {
+        self.kind(tenant, path).await.as_deref() == Some("dir")
+    }
+
+    /// The blob files of a tenant on disk (local storage layout `blobs/<t>/<aa>/<sha256>`).
+    pub fn blob_files(&self, tenant: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(shards) = std::fs::read_dir(self.storage.path().join("blobs").join(tenant)) else {
+            return found;
+        };
+        for shard in shards.flatten() {
+            for blob in std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                found.push(blob.path());
+            }
+        }
+        found.sort();
+        found
     }
 }
 

@@ -1,50 +1,51 @@
 //! [`LocalStorage`]: the [`Storage`] trait on a local filesystem (`FE_STORAGE=local:<dir>`).
 //!
-//! Layout beneath `<dir>` (which must be one filesystem: promotion and version retention
-//! rely on `rename` and hard links between these areas):
+//! Layout beneath `<dir>` (which must be one filesystem: publishing a blob renames the staged
+//! file, it never copies it):
 //!
 //! ```text
-//! tenants/<tenant>/tree/...          the tenant's visible tree (the root of its paths)
-//! tenants/<tenant>/versions/<v>      retained content of overwritten files (hard links)
-//! tenants/<tenant>/trash/<temp>      subtrees being deleted (crash left-overs are swept)
+//! blobs/<tenant>/<aa>/<sha256>       immutable content, `aa` = first two hex digits
 //! staging/<tenant>/<upload id>       uploads being received or awaiting their scan
-//! staging/<tenant>/<id>.promoted     marker proving a promotion happened (for re-runs)
 //! quarantine/<tenant>/<upload id>    infected uploads, never served
 //! ```
 //!
+//! Round 1 kept a path tree here (`tenants/<t>/tree/...`); `file-engine migrate` moves what
+//! is left of it into blobs (`legacy.rs`). There is no tree of user paths on disk any more: paths, directories and versions live only in the
+//! catalogue, so no user-chosen name ever becomes a file name here (blob names are hex,
+//! upload ids are uuids, tenants are `[a-z0-9-]`).
+//!
 //! Confinement: `<dir>` is opened once with ambient authority; everything else is resolved
 //! relative to it with cap-std, which refuses any resolution that leaves the directory it
-//! started from (`..`, absolute symlinks, relative symlinks pointing out). Tenant paths are
-//! resolved beneath `tenants/<tenant>/tree`, so they cannot reach another tenant, staging,
-//! versions or the host. Symlinks are never created by this code; one planted on disk is
-//! followed only while it stays inside the tenant tree (else `Escape`), `list` and tree
-//! copies skip symlinks altogether (so a copy cannot loop), and `remove`/`rename` act on the
-//! link itself, never on what it points to.
+//! started from, so a symlink planted in a blob or staging directory cannot lead elsewhere.
 //!
-//! Durability: file contents are fsynced before they become visible, and the directories
-//! whose entries changed are fsynced after each rename, create and remove.
+//! Durability: staged bytes are fsynced before an upload is acknowledged; publishing renames
+//! the staged file onto its blob name and fsyncs both directories, so after a crash a blob is
+//! either complete under its name or still staged (and the redo publishes it).
 //!
 //! cap-std is synchronous: every operation runs on tokio's blocking pool.
 
-mod copy;
+mod blobs;
 mod disk;
-mod read;
-mod tree;
+mod legacy;
 mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use cap_std::fs::Dir;
-use events::{FilePath, TenantId};
+use events::TenantId;
 use tokio::io::AsyncRead;
 
-use super::{EntryMeta, StagedWriter, Storage, StorageError};
+use super::{
+    BlobId, BlobInfo, LegacyMigration, StagedWriter, Storage, StorageCounters, StorageError,
+    StorageStats,
+};
 
 /// Local-filesystem storage rooted at one directory. Cloning shares the open root.
 #[derive(Clone)]
 pub struct LocalStorage {
     root: Arc<Dir>,
+    counters: Arc<StorageCounters>,
 }
 
 impl std::fmt::Debug for LocalStorage {
@@ -62,12 +63,13 @@ impl LocalStorage {
             .map_err(|e| StorageError::Config(format!("storage root cannot be created: {e}")))?;
         let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority())
             .map_err(|e| StorageError::Config(format!("storage root cannot be opened: {e}")))?;
-        for area in ["tenants", "staging", "quarantine"] {
+        for area in ["blobs", "staging", "quarantine"] {
             dir.create_dir_all(area)
                 .map_err(|e| StorageError::Config(format!("{area}: {e}")))?;
         }
         Ok(Self {
             root: Arc::new(dir),
+            counters: Arc::default(),
         })
     }
 
@@ -75,10 +77,11 @@ impl LocalStorage {
     async fn blocking<T, F>(&self, op: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Dir) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&Dir, &StorageCounters) -> Result<T, StorageError> + Send + 'static,
     {
         let root = Arc::clone(&self.root);
-        tokio::task::spawn_blocking(move || op(&root))
+        let counters = Arc::clone(&self.counters);
+        tokio::task::spawn_blocking(move || op(&root, &counters))
             .await
             .map_err(|e| StorageError::Io(format!("storage task failed: {e}")))?
     }
@@ -88,65 +91,8 @@ type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
 #[async_trait::async_trait]
 impl Storage for LocalStorage {
-    async fn stat(&self, t: &TenantId, p: &FilePath) -> Result<Option<EntryMeta>, StorageError> {
-        let (t, p) = (t.clone(), p.clone());
-        self.blocking(move |root| tree::stat(root, &t, &p)).await
-    }
-
-    async fn create_dir(&self, t: &TenantId, p: &FilePath) -> Result<bool, StorageError> {
-        let (t, p) = (t.clone(), p.clone());
-        self.blocking(move |root| tree::create_dir(root, &t, &p))
-            .await
-    }
-
-    async fn create_dir_all(&self, t: &TenantId, p: &FilePath) -> Result<(), StorageError> {
-        let (t, p) = (t.clone(), p.clone());
-        self.blocking(move |root| tree::create_dir_all(root, &t, &p))
-            .await
-    }
-
-    async fn remove(
-        &self,
-        t: &TenantId,
-        p: &FilePath,
-        recursive: bool,
-    ) -> Result<bool, StorageError> {
-        let (t, p) = (t.clone(), p.clone());
-        self.blocking(move |root| tree::remove(root, &t, &p, recursive))
-            .await
-    }
-
-    async fn rename(
-        &self,
-        t: &TenantId,
-        from: &FilePath,
-        to: &FilePath,
-        overwrite: bool,
-    ) -> Result<(), StorageError> {
-        let (t, from, to) = (t.clone(), from.clone(), to.clone());
-        self.blocking(move |root| tree::rename(root, &t, &from, &to, overwrite))
-            .await
-    }
-
-    async fn copy(
-        &self,
-        t: &TenantId,
-        from: &FilePath,
-        to: &FilePath,
-        overwrite: bool,
-    ) -> Result<(), StorageError> {
-        let (t, from, to) = (t.clone(), from.clone(), to.clone());
-        self.blocking(move |root| copy::copy(root, &t, &from, &to, overwrite))
-            .await
-    }
-
-    async fn list(
-        &self,
-        t: &TenantId,
-        dir: &FilePath,
-    ) -> Result<Vec<(String, EntryMeta)>, StorageError> {
-        let (t, dir) = (t.clone(), dir.clone());
-        self.blocking(move |root| tree::list(root, &t, &dir)).await
+    fn stats(&self) -> StorageStats {
+        self.counters.snapshot()
     }
 
     async fn create_staged(
@@ -156,7 +102,7 @@ impl Storage for LocalStorage {
     ) -> Result<Box<dyn StagedWriter>, StorageError> {
         let t = t.clone();
         let writer = self
-            .blocking(move |root| uploads::create_staged(root, &t, upload_id))
+            .blocking(move |root, _| uploads::create_staged(root, &t, upload_id))
             .await?;
         Ok(Box::new(writer))
     }
@@ -167,7 +113,7 @@ impl Storage for LocalStorage {
         upload_id: uuid::Uuid,
     ) -> Result<Reader, StorageError> {
         let t = t.clone();
-        self.blocking(move |root| uploads::open_staged(root, &t, upload_id))
+        self.blocking(move |root, _| uploads::open_staged(root, &t, upload_id))
             .await
     }
 
@@ -177,7 +123,7 @@ impl Storage for LocalStorage {
         upload_id: uuid::Uuid,
     ) -> Result<(), StorageError> {
         let t = t.clone();
-        self.blocking(move |root| uploads::discard_staged(root, &t, upload_id))
+        self.blocking(move |root, _| uploads::discard_staged(root, &t, upload_id))
             .await
     }
 
@@ -185,39 +131,57 @@ impl Storage for LocalStorage {
         &self,
         older_than: std::time::Duration,
     ) -> Result<Vec<(TenantId, uuid::Uuid)>, StorageError> {
-        self.blocking(move |root| uploads::stale_staged(root, older_than))
+        self.blocking(move |root, _| uploads::stale_staged(root, older_than))
             .await
     }
 
-    async fn promote(
+    async fn publish(
         &self,
         t: &TenantId,
         upload_id: uuid::Uuid,
-        p: &FilePath,
-        previous_version: Option<&str>,
+        blob: &BlobId,
     ) -> Result<(), StorageError> {
-        let (t, p) = (t.clone(), p.clone());
-        let previous = previous_version.map(str::to_owned);
-        self.blocking(move |root| uploads::promote(root, &t, upload_id, &p, previous.as_deref()))
+        let (t, blob) = (t.clone(), blob.clone());
+        self.blocking(move |root, counters| uploads::publish(root, counters, &t, upload_id, &blob))
             .await
     }
 
     async fn quarantine(&self, t: &TenantId, upload_id: uuid::Uuid) -> Result<(), StorageError> {
         let t = t.clone();
-        self.blocking(move |root| uploads::quarantine(root, &t, upload_id))
+        self.blocking(move |root, _| uploads::quarantine(root, &t, upload_id))
             .await
     }
 
-    async fn open_read(
+    async fn blob_size(&self, t: &TenantId, blob: &BlobId) -> Result<Option<u64>, StorageError> {
+        let (t, blob) = (t.clone(), blob.clone());
+        self.blocking(move |root, _| blobs::size(root, &t, &blob))
+            .await
+    }
+
+    async fn open_blob(
         &self,
         t: &TenantId,
-        p: &FilePath,
-        retained_version: Option<&str>,
+        blob: &BlobId,
         range: Option<(u64, u64)>,
     ) -> Result<(Reader, u64), StorageError> {
-        let (t, p) = (t.clone(), p.clone());
-        let version = retained_version.map(str::to_owned);
-        self.blocking(move |root| read::open_read(root, &t, &p, version.as_deref(), range))
+        let (t, blob) = (t.clone(), blob.clone());
+        self.blocking(move |root, counters| blobs::open(root, counters, &t, &blob, range))
             .await
+    }
+
+    async fn list_blobs(&self, t: Option<&TenantId>) -> Result<Vec<BlobInfo>, StorageError> {
+        let t = t.cloned();
+        self.blocking(move |root, _| blobs::list(root, t.as_ref()))
+            .await
+    }
+
+    async fn delete_blob(&self, t: &TenantId, blob: &BlobId) -> Result<bool, StorageError> {
+        let (t, blob) = (t.clone(), blob.clone());
+        self.blocking(move |root, counters| blobs::delete(root, counters, &t, &blob))
+            .await
+    }
+
+    async fn migrate_legacy_layout(&self) -> Result<LegacyMigration, StorageError> {
+        self.blocking(|root, _| legacy::migrate(root)).await
     }
 }

@@ -1,57 +1,80 @@
 //! Where file bytes live: the [`Storage`] trait and its implementations.
 //!
-//! Owns the contract every storage backend fulfils for the worker (tree effects of tasks),
-//! the upload path (staging, promotion, quarantine) and the read path (downloads and signed
-//! links to retained versions). Paths are always tenant-relative [`FilePath`]s: a backend
-//! maps them beneath the tenant's own root and must make it impossible to reach anything
-//! else (another tenant, staging, the host).
+//! Storage holds **immutable blobs** in a per-tenant namespace, each named by the SHA-256 of
+//! its content ([`BlobId`]), plus the upload areas around them (staging, quarantine). It knows
+//! nothing of paths, directories or versions: the catalogue (read models built from the log)
+//! maps each path to its current version and each version to its blob, so a move, copy,
+//! delete or overwrite of any tree changes only the catalogue and never touches a byte here.
+//! There is no cross-tenant deduplication: the same content uploaded by two tenants is two
+//! blobs, so no tenant can learn whether another holds a file.
 //!
-//! Every mutating operation is written to be safe when the worker runs it again after a crash
-//! at any point (JetStream redelivers unacknowledged tasks); each method documents what such a
-//! re-run returns. Callers decide what an outcome means for their task: storage only reports
-//! the state it finds.
+//! Every mutating operation is safe when the worker runs it again after a crash at any point
+//! (JetStream redelivers unacknowledged tasks); each method documents what such a re-run
+//! returns.
 //!
-//! Errors carry the tenant-relative path or a short context, never an absolute host path and
-//! never file content. [`StorageError::code`] maps them onto the task error codes of API.md.
+//! Errors carry a short context (`staged upload <id>`, `blob <sha256>`), never an absolute host
+//! path and never file content. [`StorageError::code`] maps them onto the task error codes of
+//! API.md.
+//!
+//! Every blob written or read is counted ([`StorageStats`], and the metrics
+//! `fe_storage_blob_writes_total` / `fe_storage_blob_reads_total` /
+//! `fe_storage_blob_bytes_written_total`), which is how tests and operators see that a move
+//! or copy of a tree moved no bytes.
 
 mod local;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use events::{FilePath, TenantId};
+use events::TenantId;
 
 pub use local::LocalStorage;
 
-/// What kind of entry a path names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EntryKind {
-    File,
-    Dir,
+/// The name of a blob: the lowercase hex SHA-256 of its content. Parsed, never built from
+/// unchecked text, so it is always safe as a file or object name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(String);
+
+impl BlobId {
+    /// Accepts exactly 64 hex digits (either case; kept lowercase).
+    pub fn parse(s: &str) -> Result<Self, StorageError> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(StorageError::NotFound("blob: not a sha256".into()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// What storage knows about one entry. `size` is the byte length of a file and 0 for a
-/// directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct EntryMeta {
-    pub kind: EntryKind,
+impl std::fmt::Display for BlobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One stored blob, as listed for garbage collection and checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub tenant: TenantId,
+    pub blob: BlobId,
     pub size: u64,
+    pub modified: SystemTime,
 }
 
-/// Why a storage operation failed. The `String` is the tenant-relative path or a short
-/// context (`staged upload <id>`), never a host path or file content.
+/// Why a storage operation failed. The `String` is a short context (`staged upload <id>`,
+/// `blob <sha256>`), never a host path or file content.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum StorageError {
     #[error("not found: {0}")]
     NotFound(String),
     #[error("already exists: {0}")]
     AlreadyExists(String),
-    #[error("not a directory: {0}")]
-    NotADirectory(String),
-    #[error("is a directory: {0}")]
-    IsADirectory(String),
-    #[error("directory not empty: {0}")]
-    NotEmpty(String),
-    #[error("path leads outside the tenant root: {0}")]
+    #[error("path leads outside the storage root: {0}")]
     Escape(String),
     #[error("storage i/o error: {0}")]
     Io(String),
@@ -65,67 +88,70 @@ impl StorageError {
         match self {
             Self::NotFound(_) => "not_found",
             Self::AlreadyExists(_) => "already_exists",
-            Self::NotADirectory(_) | Self::IsADirectory(_) => "conflict",
-            Self::NotEmpty(_) => "not_empty",
             Self::Escape(_) | Self::Io(_) | Self::Config(_) => "storage_error",
         }
     }
 }
 
+/// A snapshot of what a storage instance did since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Blobs published (a promotion that found its blob already stored counts too: it is
+    /// the only operation that ever creates one).
+    pub blob_writes: u64,
+    /// Bytes of the blobs published.
+    pub blob_bytes_written: u64,
+    /// Blobs opened for reading (downloads, links, checks).
+    pub blob_reads: u64,
+    /// Blobs deleted (garbage collection).
+    pub blob_deletes: u64,
+}
+
+/// Counters behind [`StorageStats`]; each backend owns one and bumps it on every blob
+/// operation (and the matching process-wide metric).
+#[derive(Debug, Default)]
+pub struct StorageCounters {
+    writes: AtomicU64,
+    bytes_written: AtomicU64,
+    reads: AtomicU64,
+    deletes: AtomicU64,
+}
+
+impl StorageCounters {
+    pub fn wrote(&self, bytes: u64) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        metrics::counter!("fe_storage_blob_writes_total").increment(1);
+        metrics::counter!("fe_storage_blob_bytes_written_total").increment(bytes);
+    }
+
+    pub fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("fe_storage_blob_reads_total").increment(1);
+    }
+
+    pub fn deleted(&self) {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("fe_storage_blob_deletes_total").increment(1);
+    }
+
+    pub fn snapshot(&self) -> StorageStats {
+        StorageStats {
+            blob_writes: self.writes.load(Ordering::Relaxed),
+            blob_bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            blob_reads: self.reads.load(Ordering::Relaxed),
+            blob_deletes: self.deletes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
 /// The storage side of File Engine. Implementations are cheap to share (`Arc<dyn Storage>`).
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync + 'static {
-    /// The kind and size of `p`; `None` when nothing is there (also when an ancestor is a
-    /// file). The root always exists.
-    async fn stat(&self, t: &TenantId, p: &FilePath) -> Result<Option<EntryMeta>, StorageError>;
-
-    /// Create one directory; parent must exist. Ok(false) if it already existed as a dir,
-    /// Ok(true) if created. A re-run after success returns Ok(false).
-    async fn create_dir(&self, t: &TenantId, p: &FilePath) -> Result<bool, StorageError>;
-
-    /// Create the directory and missing ancestors (idempotent: a re-run returns Ok).
-    async fn create_dir_all(&self, t: &TenantId, p: &FilePath) -> Result<(), StorageError>;
-
-    /// Remove a file or an empty dir (recursive=false) or a whole subtree (recursive=true).
-    /// Missing -> Ok(false); so a re-run after success returns Ok(false). The root cannot be
-    /// removed (`IsADirectory`).
-    async fn remove(
-        &self,
-        t: &TenantId,
-        p: &FilePath,
-        recursive: bool,
-    ) -> Result<bool, StorageError>;
-
-    /// Atomic rename within the tenant. Target must not exist unless overwrite (then a file or
-    /// empty dir target is replaced; a non-empty dir target -> NotEmpty). Moving a directory
-    /// into its own subtree is `IsADirectory`. A re-run after success finds the source gone
-    /// and returns `NotFound(from)` without touching the target.
-    async fn rename(
-        &self,
-        t: &TenantId,
-        from: &FilePath,
-        to: &FilePath,
-        overwrite: bool,
-    ) -> Result<(), StorageError>;
-
-    /// Copy a file or a whole directory tree; the copy is built under a temp name in the
-    /// target's parent and renamed into place (so a crash leaves no half copy visible, and
-    /// re-running it is safe). overwrite semantics as rename. A re-run after success returns
-    /// `AlreadyExists(to)` (or, with overwrite, replaces the copy with an identical one).
-    async fn copy(
-        &self,
-        t: &TenantId,
-        from: &FilePath,
-        to: &FilePath,
-        overwrite: bool,
-    ) -> Result<(), StorageError>;
-
-    /// The entries of `dir`, sorted by name, without storage-internal temp entries.
-    async fn list(
-        &self,
-        t: &TenantId,
-        dir: &FilePath,
-    ) -> Result<Vec<(String, EntryMeta)>, StorageError>;
+    /// What this instance wrote and read since it was opened.
+    fn stats(&self) -> StorageStats;
 
     /// A writer for a new staged upload; bytes are written as they stream in (never held
     /// whole in memory). A second writer for the same id is `AlreadyExists`.
@@ -140,7 +166,7 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         t: &TenantId,
         upload_id: uuid::Uuid,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StorageError>;
+    ) -> Result<Reader, StorageError>;
 
     /// Forget a staged upload; a missing one is fine.
     async fn discard_staged(&self, t: &TenantId, upload_id: uuid::Uuid)
@@ -152,31 +178,55 @@ pub trait Storage: Send + Sync + 'static {
         older_than: std::time::Duration,
     ) -> Result<Vec<(TenantId, uuid::Uuid)>, StorageError>;
 
-    /// Atomically make the staged bytes the content of `p`. If `p` existed as a file, its old
-    /// content is first retained as version `previous_version` (if Some). Idempotent: if the
-    /// staged file is gone and `p` already holds this upload's bytes, Ok.
-    async fn promote(
+    /// Publishes the (clean) staged upload as the tenant's blob `blob` and forgets the staged
+    /// copy. The blob appears atomically and complete, or not at all; an existing blob keeps
+    /// its content (same name = same content) and counts as fresh again for garbage
+    /// collection. Idempotent: when the staged upload is gone
+    /// and the blob exists, Ok; when both are gone, `NotFound`.
+    async fn publish(
         &self,
         t: &TenantId,
         upload_id: uuid::Uuid,
-        p: &FilePath,
-        previous_version: Option<&str>,
+        blob: &BlobId,
     ) -> Result<(), StorageError>;
 
     /// Move a staged upload to quarantine, where nothing serves it; idempotent.
     async fn quarantine(&self, t: &TenantId, upload_id: uuid::Uuid) -> Result<(), StorageError>;
 
-    /// Read a file of the tree (or a retained version when `retained_version` is Some and
-    /// found among the retained versions), optionally a byte range [start, end) — returns the
-    /// reader and the total size. The range is clamped to the file; callers answer 416
-    /// themselves from the total size.
-    async fn open_read(
+    /// The size of a blob, `None` when it is not stored.
+    async fn blob_size(&self, t: &TenantId, blob: &BlobId) -> Result<Option<u64>, StorageError>;
+
+    /// Reads a blob, optionally a byte range [start, end) (clamped to the blob); returns the
+    /// reader and the blob's total size. Callers answer 416 themselves from the size.
+    async fn open_blob(
         &self,
         t: &TenantId,
-        p: &FilePath,
-        retained_version: Option<&str>,
+        blob: &BlobId,
         range: Option<(u64, u64)>,
-    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), StorageError>;
+    ) -> Result<(Reader, u64), StorageError>;
+
+    /// Every stored blob (of one tenant, or of all), for garbage collection and checks.
+    async fn list_blobs(&self, t: Option<&TenantId>) -> Result<Vec<BlobInfo>, StorageError>;
+
+    /// Deletes a blob; Ok(false) when it was not there (a re-run after success).
+    async fn delete_blob(&self, t: &TenantId, blob: &BlobId) -> Result<bool, StorageError>;
+
+    /// Moves whatever the round-1 path-tree layout left into blobs (`file-engine migrate`);
+    /// idempotent and resumable. Backends that never had that layout have nothing to do.
+    async fn migrate_legacy_layout(&self) -> Result<LegacyMigration, StorageError> {
+        Ok(LegacyMigration::default())
+    }
+}
+
+/// What [`Storage::migrate_legacy_layout`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegacyMigration {
+    /// Tenants whose round-1 tree was walked.
+    pub tenants: u64,
+    /// Files moved out of the round-1 layout.
+    pub files: u64,
+    /// Blobs created from them (fewer when files shared content).
+    pub blobs: u64,
 }
 
 /// Receives the bytes of one upload as they stream in.
@@ -187,12 +237,6 @@ pub trait StagedWriter: Send {
     /// fsync and close; returns bytes written. Dropping a writer without `finish` removes
     /// the partial staged file (best effort; the janitor catches what is left).
     async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
-}
-
-/// Whether `v` may be used as a version id: `[A-Za-z0-9-]{1,64}`. Version ids become file
-/// names, so nothing else is ever accepted.
-pub fn is_valid_version_id(v: &str) -> bool {
-    (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Parses `FE_STORAGE`: `local:<dir>` -> [`LocalStorage`]; `s3://bucket[/prefix]` is
@@ -225,11 +269,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_ids_are_restricted_to_safe_file_names() {
-        assert!(is_valid_version_id("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"));
-        assert!(is_valid_version_id(&"a".repeat(64)));
-        for bad in ["", "..", "a/b", "a.b", "a b", "ä", &"a".repeat(65)] {
-            assert!(!is_valid_version_id(bad), "{bad:?} accepted");
+    fn blob_ids_are_exactly_a_sha256() {
+        let sha = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        assert_eq!(
+            BlobId::parse(sha).unwrap().as_str(),
+            sha.to_ascii_lowercase()
+        );
+        for bad in [
+            "",
+            "..",
+            &"a".repeat(63),
+            &"a".repeat(65),
+            &format!("{}/", &sha[..63]),
+            &"g".repeat(64),
+        ] {
+            assert!(BlobId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 
@@ -238,9 +292,6 @@ mod tests {
         let p = || "/x".to_owned();
         assert_eq!(StorageError::NotFound(p()).code(), "not_found");
         assert_eq!(StorageError::AlreadyExists(p()).code(), "already_exists");
-        assert_eq!(StorageError::NotADirectory(p()).code(), "conflict");
-        assert_eq!(StorageError::IsADirectory(p()).code(), "conflict");
-        assert_eq!(StorageError::NotEmpty(p()).code(), "not_empty");
         assert_eq!(StorageError::Escape(p()).code(), "storage_error");
         assert_eq!(StorageError::Io(p()).code(), "storage_error");
         assert_eq!(StorageError::Config(p()).code(), "storage_error");
@@ -250,7 +301,7 @@ mod tests {
     fn from_config_recognises_both_schemes() {
         let dir = tempfile::tempdir().unwrap();
         assert!(from_config(&format!("local:{}", dir.path().display())).is_ok());
-        assert!(dir.path().join("tenants").is_dir());
+        assert!(dir.path().join("blobs").is_dir());
         assert_eq!(
             from_config("s3://bucket/prefix").err(),
             Some(StorageError::Config("s3 storage not built yet".into()))

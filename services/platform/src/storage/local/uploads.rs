@@ -1,38 +1,30 @@
-//! The upload side of [`super::LocalStorage`]: staged uploads, their promotion into the tree
-//! (retaining the overwritten content as a version) and quarantine.
+//! The upload side of [`super::LocalStorage`]: staged uploads, their publication as blobs,
+//! and quarantine.
 //!
-//! Staged files live in `staging/<tenant>/<upload id>`, outside every tenant tree, so no path
-//! reaches them. Promotion renames the (already fsynced) staged file onto its path: staging
-//! and tree are on one filesystem, so the new content appears atomically and is never copied.
-//! The old content, when it is to be retained, is hard-linked into `versions/` first: the
-//! rename only replaces the name, the linked bytes stay as they were.
+//! Staged files live in `staging/<tenant>/<upload id>`, outside the blob area, so nothing
+//! serves them. Publishing renames the (already fsynced) staged file onto its blob name:
+//! staging and blobs are on one filesystem, so the blob appears atomically and complete and
+//! is never copied. A blob that already exists is replaced by the identical new copy (same
+//! name = same content), which refreshes its modification time for garbage collection.
 //!
 //! Re-runs after a crash:
-//! - `promote`: before the rename, the re-run redoes everything (a version already retained
-//!   is kept). Before renaming, promote records the staged file's identity (device and inode)
-//!   in `<id>.promoted`; after the rename, a re-run finds the staged file gone and answers Ok
-//!   only if the path still holds exactly that file, else `NotFound`.
+//! - `publish`: before the rename, the re-run redoes it; after it, the staged file is gone
+//!   and the blob is there: Ok. Both gone: `NotFound`.
 //! - `quarantine`: Ok when the upload already sits in quarantine.
 //! - `discard_staged`: Ok when nothing is left.
 
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use cap_std::fs::{Dir, MetadataExt, OpenOptions};
-use events::{FilePath, TenantId};
+use cap_std::fs::{Dir, OpenOptions};
+use events::TenantId;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use uuid::Uuid;
 
-use super::disk::{io_err, is_absent, open_area, open_parent, rel_path, sync_dir, Area};
-use super::tree::lstat;
-use crate::storage::{is_valid_version_id, StagedWriter, StorageError};
+use super::disk::{blob_ctx, fan_out, io_err, is_absent, open_area, sync_dir, Area};
+use crate::storage::{BlobId, StagedWriter, StorageCounters, StorageError};
 
 fn staged_ctx(id: Uuid) -> String {
     format!("staged upload {id}")
-}
-
-fn marker_name(id: Uuid) -> String {
-    format!("{id}.promoted")
 }
 
 /// Streams one upload into its staged file.
@@ -113,13 +105,10 @@ pub(super) fn open_staged(
 
 pub(super) fn discard_staged(root: &Dir, t: &TenantId, id: Uuid) -> Result<(), StorageError> {
     let staging = open_area(root, t, Area::Staging)?;
-    for name in [id.to_string(), marker_name(id)] {
-        match staging.remove_file(&name) {
-            Err(e) if !is_absent(&e) => return Err(io_err(e, &staged_ctx(id))),
-            _ => {}
-        }
+    match staging.remove_file(id.to_string()) {
+        Err(e) if !is_absent(&e) => Err(io_err(e, &staged_ctx(id))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub(super) fn stale_staged(
@@ -146,10 +135,7 @@ pub(super) fn stale_staged(
         let dir = tenant_entry.open_dir().map_err(|e| io_err(e, "staging"))?;
         for entry in dir.entries().map_err(|e| io_err(e, "staging"))?.flatten() {
             let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| Uuid::try_parse(n.trim_end_matches(".promoted")).ok())
-            else {
+            let Some(id) = name.to_str().and_then(|n| Uuid::try_parse(n).ok()) else {
                 continue;
             };
             let modified = entry.metadata().and_then(|m| m.modified());
@@ -163,91 +149,46 @@ pub(super) fn stale_staged(
     Ok(stale)
 }
 
-pub(super) fn promote(
+pub(super) fn publish(
     root: &Dir,
+    counters: &StorageCounters,
     t: &TenantId,
     id: Uuid,
-    p: &FilePath,
-    previous_version: Option<&str>,
+    blob: &BlobId,
 ) -> Result<(), StorageError> {
-    if previous_version.is_some_and(|v| !is_valid_version_id(v)) {
-        return Err(StorageError::Config(
-            "previous version id must match [A-Za-z0-9-]{1,64}".into(),
-        ));
-    }
-    if p.is_root() {
-        return Err(StorageError::IsADirectory(p.to_string()));
-    }
-    let tree = open_area(root, t, Area::Tree)?;
     let staging = open_area(root, t, Area::Staging)?;
-    let rel = rel_path(p)?;
-    let parent = open_parent(&tree, p)?;
+    let blobs = open_area(root, t, Area::Blobs)?;
+    let ctx = blob_ctx(blob);
+    blobs
+        .create_dir_all(fan_out(blob))
+        .map_err(|e| io_err(e, &ctx))?;
+    let shard = blobs.open_dir(fan_out(blob)).map_err(|e| io_err(e, &ctx))?;
+    let stored = match shard.metadata(blob.as_str()) {
+        Ok(m) => Some(m.len()),
+        Err(e) if is_absent(&e) => None,
+        Err(e) => return Err(io_err(e, &ctx)),
+    };
     let staged = match staging.metadata(id.to_string()) {
-        Ok(m) => m,
-        Err(e) if is_absent(&e) => return already_promoted(&staging, &tree, id, p),
+        Ok(m) => Some(m.len()),
+        Err(e) if is_absent(&e) => None,
         Err(e) => return Err(io_err(e, &staged_ctx(id))),
     };
-    match lstat(&tree, &rel, p)? {
-        Some(m) if m.is_dir() => return Err(StorageError::IsADirectory(p.to_string())),
-        Some(m) if m.is_file() => {
-            if let Some(version) = previous_version {
-                retain(root, t, &tree, p, version)?;
-            }
+    match (stored, staged) {
+        (Some(_), None) => Ok(()),
+        (None, None) => Err(StorageError::NotFound(staged_ctx(id))),
+        // Also when the same content is already stored: the rename replaces it atomically
+        // with identical bytes and a fresh modification time, which tells a concurrent
+        // garbage collection that the blob is wanted again (it keeps blobs in doubt).
+        (_, Some(len)) => {
+            staging
+                .rename(id.to_string(), &shard, blob.as_str())
+                .map_err(|e| io_err(e, &ctx))?;
+            sync_dir(&shard, &ctx)?;
+            sync_dir(&blobs, &ctx)?;
+            sync_dir(&staging, &staged_ctx(id))?;
+            counters.wrote(len);
+            Ok(())
         }
-        _ => {}
-    }
-    write_marker(&staging, id, &format!("{}:{}", staged.dev(), staged.ino()))?;
-    staging
-        .rename(id.to_string(), &tree, &rel)
-        .map_err(|e| io_err(e, p.as_str()))?;
-    sync_dir(&parent, p.as_str())?;
-    sync_dir(&staging, &staged_ctx(id))
-}
-
-/// Hard-links the current content of `p` as `versions/<version>`, unless already done.
-fn retain(
-    root: &Dir,
-    t: &TenantId,
-    tree: &Dir,
-    p: &FilePath,
-    version: &str,
-) -> Result<(), StorageError> {
-    let versions = open_area(root, t, Area::Versions)?;
-    let ctx = format!("{p} version {version}");
-    match versions.symlink_metadata(version) {
-        Ok(_) => return Ok(()),
-        Err(e) if !is_absent(&e) => return Err(io_err(e, &ctx)),
-        Err(_) => {}
-    }
-    tree.hard_link(rel_path(p)?, &versions, version)
-        .map_err(|e| io_err(e, &ctx))?;
-    sync_dir(&versions, &ctx)
-}
-
-fn write_marker(staging: &Dir, id: Uuid, identity: &str) -> Result<(), StorageError> {
-    let ctx = staged_ctx(id);
-    let mut file = staging
-        .open_with(
-            marker_name(id),
-            OpenOptions::new().write(true).create(true).truncate(true),
-        )
-        .map_err(|e| io_err(e, &ctx))?;
-    file.write_all(identity.as_bytes())
-        .map_err(|e| io_err(e, &ctx))?;
-    file.sync_all().map_err(|e| io_err(e, &ctx))
-}
-
-/// The staged file is gone: Ok only if a previous run promoted it and `p` still is that file.
-fn already_promoted(staging: &Dir, tree: &Dir, id: Uuid, p: &FilePath) -> Result<(), StorageError> {
-    let not_found = || StorageError::NotFound(staged_ctx(id));
-    let recorded = match staging.read_to_string(marker_name(id)) {
-        Ok(s) => s,
-        Err(e) if is_absent(&e) => return Err(not_found()),
-        Err(e) => return Err(io_err(e, &staged_ctx(id))),
-    };
-    match lstat(tree, &rel_path(p)?, p)? {
-        Some(m) if m.is_file() && recorded == format!("{}:{}", m.dev(), m.ino()) => Ok(()),
-        _ => Err(not_found()),
     }
 }
 

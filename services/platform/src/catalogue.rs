@@ -1,0 +1,225 @@
+//! Read access to the file catalogue (`entries`, `file_versions`) for the services that act
+//! on it: the worker checks command preconditions here (the catalogue, not storage, is the
+//! source of truth for paths since storage holds only blobs), and the API resolves paths and
+//! link versions to blobs. The projector owns every write (`projector::catalogue`).
+//!
+//! Only `available` files and directories count as existing for commands: a file still being
+//! scanned or quarantined is not something a move, copy or delete can act on.
+
+use events::quota::Usage;
+use events::{FilePath, TenantId};
+use sqlx::PgPool;
+
+/// What kind of entry a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One version of a file and the blob holding its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct VersionRow {
+    pub version: String,
+    pub size: i64,
+    pub sha256: String,
+    pub content_type: String,
+    /// Set once no entry shows this version any more.
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its file was deleted (not just overwritten): links to it answer 404.
+    pub deleted: bool,
+}
+
+/// The bounds of the strict subtree of `p`: `[p/, p0)` in byte order ("C" collation); for
+/// the root, everything.
+pub fn below(p: &FilePath) -> (String, String) {
+    if p.is_root() {
+        ("/".into(), "0".into())
+    } else {
+        (format!("{}/", p.as_str()), format!("{}0", p.as_str()))
+    }
+}
+
+/// The length in bytes of the longest path at or below `root` (any status), so a move or
+/// copy can be refused when the rebased subtree would pass the path limit.
+pub async fn longest_path_in_subtree(
+    pool: &PgPool,
+    t: &TenantId,
+    root: &FilePath,
+) -> Result<Option<usize>, sqlx::Error> {
+    let (lo, hi) = below(root);
+    let longest: Option<i32> = sqlx::query_scalar(
+        "SELECT max(octet_length(path)) FROM entries
+         WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))",
+    )
+    .bind(t.as_str())
+    .bind(root.as_str())
+    .bind(lo)
+    .bind(hi)
+    .fetch_one(pool)
+    .await?;
+    Ok(longest.and_then(|l| usize::try_from(l).ok()))
+}
+
+/// The kind of the available entry at `p` (the root is always a directory).
+pub async fn kind_of(
+    pool: &PgPool,
+    t: &TenantId,
+    p: &FilePath,
+) -> Result<Option<EntryKind>, sqlx::Error> {
+    if p.is_root() {
+        return Ok(Some(EntryKind::Dir));
+    }
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT kind FROM entries WHERE tenant = $1 AND path = $2 AND status = 'available'",
+    )
+    .bind(t.as_str())
+    .bind(p.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(kind.map(|k| {
+        if k == "dir" {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        }
+    }))
+}
+
+/// Whether anything (in any status) lies below `p`.
+pub async fn has_children(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM entries WHERE tenant = $1 AND parent = $2)")
+        .bind(t.as_str())
+        .bind(p.as_str())
+        .fetch_one(pool)
+        .await
+}
+
+/// The nearest ancestor of `p` that is a file, if any (nothing can be created below a file).
+pub async fn file_ancestor(
+    pool: &PgPool,
+    t: &TenantId,
+    p: &FilePath,
+) -> Result<Option<String>, sqlx::Error> {
+    let ancestors: Vec<String> = p
+        .parent()
+        .map(|parent| {
+            parent
+                .ancestors_and_self()
+                .filter(|a| !a.is_root())
+                .map(|a| a.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ancestors.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query_scalar(
+        "SELECT path FROM entries WHERE tenant = $1 AND path = ANY($2) AND kind = 'file'
+         ORDER BY char_length(path) DESC LIMIT 1",
+    )
+    .bind(t.as_str())
+    .bind(&ancestors)
+    .fetch_optional(pool)
+    .await
+}
+
+/// What the available files at and below `p` hold.
+pub async fn usage_of(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Usage, sqlx::Error> {
+    let (lo, hi) = below(p);
+    let (bytes, files): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT sum(size)::BIGINT, count(*) FROM entries
+         WHERE tenant = $1 AND kind = 'file' AND status = 'available'
+           AND (path = $2 OR (path >= $3 AND path < $4))",
+    )
+    .bind(t.as_str())
+    .bind(p.as_str())
+    .bind(lo)
+    .bind(hi)
+    .fetch_one(pool)
+    .await?;
+    Ok(Usage {
+        bytes: bytes.unwrap_or(0).max(0) as u64,
+        files: files.max(0) as u64,
+    })
+}
+
+/// What a tenant's available files hold (logical: a copy counts what it holds). Uploads
+/// still being scanned count once promoted; quarantined ones never.
+pub async fn tenant_usage(pool: &PgPool, t: &TenantId) -> Result<Usage, sqlx::Error> {
+    usage_of(pool, t, &FilePath::root()).await
+}
+
+/// What the available file at `p` holds (nothing for a directory or a missing path).
+pub async fn file_usage(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Usage, sqlx::Error> {
+    let size: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT size FROM entries
+         WHERE tenant = $1 AND path = $2 AND kind = 'file' AND status = 'available'",
+    )
+    .bind(t.as_str())
+    .bind(p.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(match size {
+        Some(size) => Usage {
+            bytes: size.unwrap_or(0).max(0) as u64,
+            files: 1,
+        },
+        None => Usage::default(),
+    })
+}
+
+/// What copying `from` onto `to` would change (an overwrite replaces what `to` holds).
+pub async fn copy_change(
+    pool: &PgPool,
+    t: &TenantId,
+    from: &FilePath,
+    to: &FilePath,
+    overwrite: bool,
+) -> Result<events::quota::Change, sqlx::Error> {
+    Ok(events::quota::Change {
+        adds: usage_of(pool, t, from).await?,
+        replaces: if overwrite {
+            usage_of(pool, t, to).await?
+        } else {
+            Usage::default()
+        },
+    })
+}
+
+/// One version of the tenant (whatever path shows it now, if any).
+pub async fn version(
+    pool: &PgPool,
+    t: &TenantId,
+    version: &str,
+) -> Result<Option<VersionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT version, size, sha256, content_type, released_at, deleted
+         FROM file_versions WHERE tenant = $1 AND version = $2",
+    )
+    .bind(t.as_str())
+    .bind(version)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The tenant's quota: the operator's (`file-engine quota set`, table `tenant_quotas`) or
+/// else `default`.
+pub async fn limits(
+    pool: &PgPool,
+    t: &TenantId,
+    default: events::quota::Limits,
+) -> Result<events::quota::Limits, sqlx::Error> {
+    let set: Option<(i64, i64)> =
+        sqlx::query_as("SELECT max_bytes, max_files FROM tenant_quotas WHERE tenant = $1")
+            .bind(t.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(match set {
+        Some((bytes, files)) => events::quota::Limits {
+            bytes: bytes.max(0) as u64,
+            files: files.max(0) as u64,
+        },
+        None => default,
+    })
+}
