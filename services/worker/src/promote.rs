@@ -1,7 +1,8 @@
 //! Promotion of clean uploads: once the scanner recorded a clean verdict, the staged bytes
 //! become the file's new version atomically (storage: temp + fsync + rename, the previous
 //! version retained for links made to it), and `file.available` + `task.succeeded` are
-//! committed together. Uploads take their turn in the per-path log order like commands.
+//! committed together, preceded by one `dir.created` per parent directory the upload brought
+//! into existence (`created.rs`). Uploads take their turn in the per-path log order like commands.
 
 use async_nats::jetstream;
 use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
@@ -34,12 +35,18 @@ pub async fn promote(
     let spec = TaskSpec::Upload(upload.clone());
     let _permit = take_turn(deps, permits, message, commit, task_id, &spec).await?;
     let previous = current_version(deps, &commit.tenant, &upload).await?;
+    // Decided before storage is touched and from the catalogue, so a redo reports the same.
+    let created_parents =
+        crate::created::missing_ancestors(&deps.pool, &commit.tenant, &upload.path)
+            .await
+            .map_err(|e| e.to_string())?;
     let storage = deps.storage.as_ref();
     match place(storage, &commit.tenant, &upload, previous.as_deref()).await {
         Ok(()) => {
             let command = TaskCommand::Promote {
                 version: upload.upload_id.to_string(),
                 previous_version: previous,
+                created_parents,
             };
             execute(deps, commit, command).await?;
             // Only the promotion marker is left in staging; it served a redo, not any more.
