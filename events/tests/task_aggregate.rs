@@ -282,6 +282,7 @@ fn an_upload_is_promoted_only_after_a_clean_scan() {
     let promote = || TaskCommand::Promote {
         version: "v1".into(),
         previous_version: None,
+        created_parents: vec![],
     };
     Given::with(())
         .given(vec![requested(spec.clone(), None)])
@@ -297,6 +298,37 @@ fn an_upload_is_promoted_only_after_a_clean_scan() {
         ])
         .when(promote())
         .then_expect_events(vec![
+            TaskEvent::FileAvailable {
+                upload: upload_spec(),
+                version: "v1".into(),
+                previous_version: None,
+            },
+            TaskEvent::TaskSucceeded,
+        ]);
+}
+
+#[test]
+fn an_upload_records_the_directories_it_created_above_the_file() {
+    let spec = TaskSpec::Upload(upload_spec());
+    Given::with(())
+        .given(vec![
+            requested(spec, None),
+            TaskEvent::FileScanned {
+                clean: true,
+                signature: None,
+            },
+        ])
+        .when(TaskCommand::Promote {
+            version: "v1".into(),
+            previous_version: None,
+            // The file itself is no directory the upload created; /other is not above it.
+            created_parents: vec![path("/docs/r.pdf"), path("/docs"), path("/other")],
+        })
+        .then_expect_events(vec![
+            TaskEvent::DirCreated {
+                path: path("/docs"),
+                parents: false,
+            },
             TaskEvent::FileAvailable {
                 upload: upload_spec(),
                 version: "v1".into(),

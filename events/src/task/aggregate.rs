@@ -175,7 +175,8 @@ impl Task {
             TaskCommand::Promote {
                 version,
                 previous_version,
-            } => self.promote(version, previous_version),
+                created_parents,
+            } => self.promote(version, previous_version, created_parents),
         }
     }
 
@@ -227,7 +228,11 @@ impl Task {
         }
         let fact = match &self.spec {
             Some(TaskSpec::Command(FileCommand::Mkdir { path, parents })) => {
-                let mut events: Vec<TaskEvent> = created_ancestors(path, *parents, created_parents)
+                let created = match parents {
+                    true => created_ancestors(path, created_parents),
+                    false => Vec::new(),
+                };
+                let mut events: Vec<TaskEvent> = created
                     .into_iter()
                     .map(|dir| TaskEvent::DirCreated {
                         path: dir,
@@ -306,6 +311,7 @@ impl Task {
         &self,
         version: String,
         previous_version: Option<String>,
+        created_parents: Vec<FilePath>,
     ) -> Result<Vec<TaskEvent>, TaskError> {
         let Some(TaskSpec::Upload(upload)) = &self.spec else {
             return Err(TaskError::WrongKind);
@@ -313,24 +319,27 @@ impl Task {
         if self.scanned_clean != Some(true) {
             return Err(TaskError::NotScannedClean);
         }
-        Ok(vec![
-            TaskEvent::FileAvailable {
-                upload: upload.clone(),
-                version,
-                previous_version,
-            },
-            TaskEvent::TaskSucceeded,
-        ])
+        let mut events: Vec<TaskEvent> = created_ancestors(&upload.path, created_parents)
+            .into_iter()
+            .map(|dir| TaskEvent::DirCreated {
+                path: dir,
+                parents: false,
+            })
+            .collect();
+        events.push(TaskEvent::FileAvailable {
+            upload: upload.clone(),
+            version,
+            previous_version,
+        });
+        events.push(TaskEvent::TaskSucceeded);
+        Ok(events)
     }
 }
 
-/// The directories a `mkdir` created above its path, top-down: only strict ancestors of
-/// `path` (never the root), each once, and none at all without `parents` (a plain `mkdir`
-/// creates nothing but its path). Whatever the worker reports is held to this.
-fn created_ancestors(path: &FilePath, parents: bool, reported: Vec<FilePath>) -> Vec<FilePath> {
-    if !parents {
-        return Vec::new();
-    }
+/// The directories a task created above `path` (a `mkdir -p`'s or an upload's), top-down:
+/// only strict ancestors of `path` (never the root), each once. Whatever the worker reports
+/// is held to this.
+fn created_ancestors(path: &FilePath, reported: Vec<FilePath>) -> Vec<FilePath> {
     let mut dirs: Vec<FilePath> = reported
         .into_iter()
         .filter(|d| !d.is_root() && d != path && d.contains(path))

@@ -39,9 +39,12 @@ pub enum TaskCommand {
         clean: bool,
         signature: Option<String>,
     },
-    /// The worker promoted a clean upload to be the file's new version.
+    /// The worker promoted a clean upload to be the file's new version. `created_parents` are
+    /// the directories above the file it brought into existence (each gets its own
+    /// `DirCreated`, top-down, before `FileAvailable`).
     Promote {
         version: String,
         previous_version: Option<String>,
+        created_parents: Vec<FilePath>,
     },
 }

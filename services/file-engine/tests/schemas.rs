@@ -122,7 +122,7 @@ fn drifted_events_are_rejected() {
         "specversion": "1.0", "id": "7181d692-15ea-51aa-ad38-58f885256af3",
         "source": "/tenants/acme", "type": "io.file-engine.entry.moved.v1",
         "time": "2026-01-02T03:04:05.123456Z", "subject": "/a/x",
-        "datacontenttype": "application/json", "tenant": "acme", "principal": "alice", "seq": 7,
+        "datacontenttype": "application/json", "tenant": "acme", "principal": "alice", "actor": "system:worker", "seq": 7, "logseq": 12,
         "data": {"task_id": "0190a0b0-0000-7000-8000-000000000001", "from": "/a/x", "to": "/b/x",
                  "overwrite": false}
     });
@@ -148,6 +148,13 @@ fn drifted_events_are_rejected() {
         ("another type's data", |e| {
             e["type"] = json!("io.file-engine.dir.created.v1")
         }),
+        ("position missing", |e| {
+            e.as_object_mut().unwrap().remove("seq");
+        }),
+        ("actor missing", |e| {
+            e.as_object_mut().unwrap().remove("actor");
+        }),
+        ("seq below 1", |e| e["seq"] = json!(0)),
         ("unknown type", |e| {
             e["type"] = json!("io.file-engine.entry.teleported.v1")
         }),
@@ -211,9 +218,26 @@ async fn emitted_events(app: &TestApp) -> Vec<Value> {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.text().await.unwrap();
-    body.lines()
+    let mut lines: Vec<Value> = body
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    // The trailer closes the export; event lines carry their chain hash.
+    let trailer = lines.pop().unwrap();
+    let n = lines.len() as u64;
+    assert_eq!(trailer["export"]["tenant"], "acme");
+    assert_eq!(
+        (
+            trailer["export"]["first_seq"].as_u64(),
+            trailer["export"]["last_seq"].as_u64()
+        ),
+        (Some(1), Some(n))
+    );
+    assert_eq!(
+        trailer["export"]["head_hash"],
+        lines[lines.len() - 1]["chainhash"]
+    );
+    lines
 }
 
 #[tokio::test]

@@ -18,13 +18,22 @@ pub async fn created_parents(
     tenant: &TenantId,
     cmd: &FileCommand,
 ) -> Result<Vec<FilePath>, sqlx::Error> {
-    let FileCommand::Mkdir {
-        path,
-        parents: true,
-    } = cmd
-    else {
-        return Ok(Vec::new());
-    };
+    match cmd {
+        FileCommand::Mkdir {
+            path,
+            parents: true,
+        } => missing_ancestors(pool, tenant, path).await,
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The strict ancestors of `path` (never the root) the catalogue does not hold as
+/// directories, top down: what creating `path` with its parents brings into existence.
+pub async fn missing_ancestors(
+    pool: &PgPool,
+    tenant: &TenantId,
+    path: &FilePath,
+) -> Result<Vec<FilePath>, sqlx::Error> {
     let ancestors: Vec<FilePath> = path
         .ancestors_and_self()
         .filter(|a| !a.is_root() && a != path)

@@ -4,7 +4,8 @@
 //! is kept, never rewritten), and `file.available` + `task.succeeded` are committed together;
 //! the projection then points the path at the new version and the version at the blob. The
 //! previous version keeps its blob (links to it go on serving exactly it). Uploads take their
-//! turn in the per-path log order like commands.
+//! turn in the per-path log order like commands. The commit is preceded by one `dir.created`
+//! per parent directory the upload brought into existence (`created.rs`).
 //!
 //! Crash safety: killed before the rename, the redelivery publishes again; killed after it,
 //! the redelivery finds the blob and records the outcome. A blob published for an upload
@@ -34,12 +35,18 @@ pub(crate) async fn promote(worker: &Worker, commit: &LoggedCommit) -> Result<St
         return Ok(Step::NotMyTurn);
     };
     let previous = current_version(deps, &commit.tenant, &upload).await?;
+    // Decided before storage is touched and from the catalogue, so a redo reports the same.
+    let created_parents =
+        crate::created::missing_ancestors(&deps.pool, &commit.tenant, &upload.path)
+            .await
+            .map_err(|e| e.to_string())?;
     let storage = deps.storage.as_ref();
     match place(deps, storage, &commit.tenant, &upload).await {
         Ok(()) => {
             let command = TaskCommand::Promote {
                 version: upload.upload_id.to_string(),
                 previous_version: previous,
+                created_parents,
             };
             execute(deps, commit, command).await?;
             metrics::counter!("fe_uploads_promoted_total").increment(1);

@@ -203,3 +203,30 @@ async fn one_verification_per_tenant_at_a_time() {
         .unwrap();
     assert_eq!(verify(&app, &auditor).await["ok"], true);
 }
+
+#[tokio::test]
+async fn an_upload_gives_every_parent_it_created_its_own_event() {
+    let app = TestApp::spawn_with_scanner(&[]).await;
+    let admin = app.admin("acme");
+    let body = json!({"op": "mkdir", "path": "/up"});
+    assert_eq!(app.run(&admin, body).await["status"], "succeeded");
+    let pdf = b"%PDF-1.7\nhello\n%%EOF\n".to_vec();
+    let done = app.upload_and_wait(&admin, "/up/deep/er/r.pdf", pdf).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    wait_projected(&app).await;
+    let auditor = app.token("carol", "acme", &["auditor"]);
+    let events = audit_all(&app, &auditor, "type=dir.created,file.available").await;
+    let seen = subjects_of(&events);
+    let pair = |t: &str, p: &str| (t.to_owned(), p.to_owned());
+    assert_eq!(
+        seen,
+        [
+            pair("dir.created", "/up"),
+            pair("dir.created", "/up/deep"),
+            pair("dir.created", "/up/deep/er"),
+            pair("file.available", "/up/deep/er/r.pdf"),
+        ],
+        "/up existed already; /up/deep and /up/deep/er came into existence with the upload"
+    );
+    assert_eq!(events[1]["logseq"], events[3]["logseq"], "one commit");
+}

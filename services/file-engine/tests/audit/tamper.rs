@@ -241,3 +241,28 @@ async fn replay_rebuilds_an_identical_index_and_redelivery_changes_nothing() {
     assert!(ok, "{report}");
     assert_eq!(report["heads"]["acme"], head);
 }
+
+#[tokio::test]
+async fn a_row_changed_after_its_verification_is_found_by_a_full_check() {
+    let app = TestApp::spawn().await;
+    let auditor = scenario(&app).await;
+    let first = verify(&app, &auditor).await;
+    assert_eq!(first["ok"], true, "{first}");
+    let (seq, _) = row_of(&app, "entry.moved").await;
+    exec(
+        &app,
+        "UPDATE audit_events SET principal = 'mallory' WHERE tenant = 'acme' AND seq = $1",
+        seq,
+    )
+    .await;
+    // An incremental check continues after the verified head: nothing new to read.
+    let again = verify(&app, &auditor).await;
+    assert_eq!(
+        (again["ok"].as_bool(), again["events"].as_u64()),
+        (Some(true), Some(0))
+    );
+    // The operator's full re-check reads everything again and names the row.
+    let (ok, report) = super::cli_verify_with(&app, &["--full", "--tenant", "acme"]);
+    assert!(!ok);
+    assert!(names(&report, seq, "changed"), "{report}");
+}

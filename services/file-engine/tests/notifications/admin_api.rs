@@ -195,3 +195,26 @@ async fn delete(app: &TestApp, token: &str, id: &str) -> StatusCode {
     .unwrap()
     .status()
 }
+
+#[tokio::test]
+async fn a_tenants_first_subscription_right_after_an_acl_change_is_accepted() {
+    // The tenant's ACL and its subscriptions are two aggregate types with one id (the
+    // tenant); their first commits must not be taken for each other's within JetStream's
+    // duplicate window.
+    let app = spawn(&[]).await;
+    let admin = app.admin("fresh");
+    let rule =
+        json!({"subject": "user:bob", "path": "/x", "permissions": ["read"], "effect": "allow"});
+    let resp = app
+        .request(Method::POST, "/v1/acl/rules", Some(&admin))
+        .await
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (id, _) = subscribe(&app, &admin, json!({"url": "http://127.0.0.1:9/hook"})).await;
+    let (status, listed) = app.get_json(&admin, "/v1/subscriptions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed.to_string().contains(&id), "{listed}");
+}
