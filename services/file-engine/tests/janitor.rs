@@ -22,6 +22,7 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
         storage: app.platform.storage.clone(),
         concurrency: 1,
         ack_wait: Duration::from_secs(10),
+        max_deliver: 10,
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Config {
     /// How long a delivered task may go without an ack or heartbeat before JetStream
     /// redelivers it to another worker.
     pub worker_ack_wait_s: u64,
+    /// Deliveries of a task before the worker dead-letters it (`FE_WORKER_MAX_DELIVER`,
+    /// default 10, 1–1000; the same for every worker process).
+    pub worker_max_deliver: i64,
     pub scanner_concurrency: usize,
     pub scan_timeout_s: u64,
     pub link_secrets: Vec<String>,
@@ -121,9 +124,14 @@ impl Config {
         };
         let worker_concurrency: usize = parse(&get, "FE_WORKER_CONCURRENCY", "8")?;
         let default_tenant_share = (worker_concurrency / 2).max(1).to_string();
+        let nats_url = get("FE_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        crate::nats_client::servers(&nats_url).map_err(|e| ConfigError::Invalid {
+            var: "FE_NATS_URL",
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             http_addr: parse(&get, "FE_HTTP_ADDR", "127.0.0.1:8080")?,
-            nats_url: get("FE_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_url,
             nats_replicas: parse(&get, "FE_NATS_REPLICAS", "1")?,
             database_url: get("FE_DATABASE_URL"),
             storage: get("FE_STORAGE").unwrap_or_else(|| "local:./data".into()),
@@ -148,6 +156,7 @@ impl Config {
             otlp_endpoint: get("FE_OTLP_ENDPOINT"),
             worker_concurrency,
             worker_ack_wait_s: parse(&get, "FE_WORKER_ACK_WAIT_S", "60")?,
+            worker_max_deliver: parse_range(&get, "FE_WORKER_MAX_DELIVER", "10", 1..=1000)?,
             scanner_concurrency: parse(&get, "FE_SCANNER_CONCURRENCY", "4")?,
             scan_timeout_s: parse(&get, "FE_SCAN_TIMEOUT_S", "300")?,
             link_secrets: list(get("FE_LINK_SECRET").as_deref().unwrap_or("")),
@@ -171,10 +180,11 @@ impl Config {
             shutdown_timeout_s: parse(&get, "FE_SHUTDOWN_TIMEOUT_S", "25")?,
             ops_addr: get("FE_OPS_ADDR")
                 .map(|v| {
-                    v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                        var: "FE_OPS_ADDR",
-                        reason: e.to_string(),
-                    })
+                    v.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                            var: "FE_OPS_ADDR",
+                            reason: e.to_string(),
+                        })
                 })
                 .transpose()?,
             tenant_quota_bytes: parse(&get, "FE_TENANT_QUOTA_BYTES", "107374182400")?,
@@ -282,6 +292,25 @@ mod tests {
         for bad in ["0", "1025", "-1", "eight"] {
             let err = Config::from_map(&map(&[("FE_PARTITIONS", bad)])).unwrap_err();
             assert!(err.to_string().contains("FE_PARTITIONS"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nats_server_lists_are_checked_at_start() {
+        let c = Config::from_map(&map(&[("FE_NATS_URL", "nats://a:1, nats://b:2")])).unwrap();
+        assert_eq!(c.nats_url, "nats://a:1, nats://b:2");
+        for bad in ["nats://a:1,,nats://b:2", "http://a:1", "nats://a:1,"] {
+            let err = Config::from_map(&map(&[("FE_NATS_URL", bad)])).unwrap_err();
+            assert!(err.to_string().contains("FE_NATS_URL"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_deliver_defaults_to_ten_and_is_bounded() {
+        assert_eq!(Config::from_map(&map(&[])).unwrap().worker_max_deliver, 10);
+        for bad in ["0", "1001", "-3", "ten"] {
+            let err = Config::from_map(&map(&[("FE_WORKER_MAX_DELIVER", bad)])).unwrap_err();
+            assert!(err.to_string().contains("FE_WORKER_MAX_DELIVER"), "{bad}");
         }
     }
 

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod event_log;
+pub mod nats_client;
 pub mod public_events;
 pub mod storage;
 pub mod streams;

@@ -28,6 +28,9 @@ pub struct WorkerDeps {
     pub concurrency: usize,
     /// Redelivery timeout of the durable consumer; heartbeats are sent at a third of it.
     pub ack_wait: Duration,
+    /// Deliveries of a task before it is dead-lettered (`FE_WORKER_MAX_DELIVER`); the
+    /// durable consumer is declared with it, so every worker process must use the same value.
+    pub max_deliver: i64,
 }
 
 /// Consumes until `shutdown` turns true, then waits for effects in flight to finish.
@@ -36,7 +39,7 @@ pub async fn run(deps: WorkerDeps, mut shutdown: watch::Receiver<bool>) {
     let mut in_flight = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(200);
     'outer: while !*shutdown.borrow() {
-        let mut messages = match subscribe(&deps.log, deps.ack_wait).await {
+        let mut messages = match subscribe(&deps).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "worker: cannot subscribe, retrying");
@@ -70,12 +73,16 @@ pub async fn run(deps: WorkerDeps, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn subscribe(
-    log: &EventLog,
-    ack_wait: Duration,
+    deps: &WorkerDeps,
 ) -> Result<jetstream::consumer::pull::Stream, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = log.jetstream().get_stream(streams::EVENTS_STREAM).await?;
+    let stream = deps
+        .log
+        .jetstream()
+        .get_stream(streams::EVENTS_STREAM)
+        .await?;
     let mut spec = streams::worker_consumer();
-    spec.ack_wait = ack_wait;
+    spec.ack_wait = deps.ack_wait;
+    spec.max_deliver = deps.max_deliver;
     let consumer = streams::ensure_durable(&stream, &spec).await?;
     Ok(consumer.messages().await?)
 }
@@ -134,9 +141,7 @@ async fn handle(deps: WorkerDeps, permits: Arc<Semaphore>, message: jetstream::M
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
     let ack = match outcome {
         Ok(()) => AckKind::Ack,
-        Err(reason) if delivered >= streams::worker_consumer().max_deliver => {
-            dead_letter(&deps, &commit, reason).await
-        }
+        Err(reason) if delivered >= deps.max_deliver => dead_letter(&deps, &commit, reason).await,
         Err(reason) => {
             tracing::warn!(%reason, delivered, "worker: transient failure, will retry");
             AckKind::Nak(Some(streams::retry_delay(delivered)))
