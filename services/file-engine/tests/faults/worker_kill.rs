@@ -38,21 +38,30 @@ pub async fn run(form: Form) {
     .await;
     let token = rig.admin("acme");
 
-    // The killer: while commands flow, kill -9 a random worker every 0.4–1.5 s and restart it.
+    // The killer: kill -9 a random worker each time the log has grown by a random 15–60
+    // commits since the last kill (so restarted workers make progress in between), restart it
+    // at once, until every task is terminal.
     let done = Arc::new(AtomicBool::new(false));
     let mut workers = std::mem::take(&mut rig.workers);
+    let urls = rig.nats.urls();
     let killer = {
         let done = done.clone();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
         tokio::spawn(async move {
             let mut kills = 0usize;
+            let mut last = log_length(&urls).await;
+            let mut gap = rng.random_range(15..60);
             while !done.load(Ordering::Relaxed) {
-                let pause = rng.random_range(400..1500);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
+                let now = log_length(&urls).await;
+                if now < last + gap {
+                    continue;
+                }
                 let victim = rng.random_range(0..workers.len());
                 workers[victim].kill();
                 kills += 1;
                 workers[victim].restart().expect("restart worker");
+                (last, gap) = (now, rng.random_range(15..60));
             }
             (kills, workers)
         })
@@ -127,7 +136,17 @@ pub async fn run(form: Form) {
     }
     let actual = rig.tree(&token, "/wk").await;
     let expected = tree.below("/wk");
-    diverged += compare_trees(&expected, &actual);
+    let tree_differences = compare_trees(&expected, &actual);
+    if !tree_differences.is_empty() {
+        // The history of every diverged path, to tell a platform bug from a model bug.
+        for (seq, i, id) in &in_log_order {
+            if tree_differences.iter().any(|p| touches(&ops[*i], p)) {
+                let task = &finals[*id];
+                eprintln!("  history: log {seq} task {id} {:?}: {} {}", ops[*i], task["status"], task["error"]);
+            }
+        }
+    }
+    diverged += tree_differences.len();
     tally.lost += diverged;
     eprintln!(
         "worker_kill: {kills} kills of {} worker processes",
@@ -140,9 +159,20 @@ pub async fn run(form: Form) {
     tally.report("worker_kill");
 }
 
-/// Counts entries that differ between the model and the API's listing, printing each.
-fn compare_trees(expected: &BTreeMap<String, Node>, actual: &Listing) -> usize {
-    let mut differences = 0;
+/// Whether `op` names `path`, one of its ancestors or one of its descendants.
+fn touches(op: &Op, path: &str) -> bool {
+    let related = |p: &str| {
+        p == path || path.starts_with(&format!("{p}/")) || p.starts_with(&format!("{path}/"))
+    };
+    match op {
+        Op::Mkdir(p) | Op::Upload(p, _) | Op::Delete(p) => related(p),
+        Op::Move { from, to, .. } | Op::Copy { from, to, .. } => related(from) || related(to),
+    }
+}
+
+/// The entries that differ between the model and the API's listing, each printed.
+fn compare_trees(expected: &BTreeMap<String, Node>, actual: &Listing) -> Vec<String> {
+    let mut differences = Vec::new();
     for (path, node) in expected {
         let ok = match (node, actual.get(path)) {
             (Node::Dir, Some((kind, _, _))) => kind == "dir",
@@ -158,7 +188,7 @@ fn compare_trees(expected: &BTreeMap<String, Node>, actual: &Listing) -> usize {
                 "diverged: {path}: model {node:?}, API {:?}",
                 actual.get(path)
             );
-            differences += 1;
+            differences.push(path.clone());
         }
     }
     for path in actual.keys().filter(|p| !expected.contains_key(*p)) {
@@ -166,7 +196,20 @@ fn compare_trees(expected: &BTreeMap<String, Node>, actual: &Listing) -> usize {
             "diverged: {path} exists, the model has no such entry: {:?}",
             actual[path]
         );
-        differences += 1;
+        differences.push(path.clone());
     }
     differences
+}
+
+/// Messages in the event stream right now (0 while it cannot be asked).
+async fn log_length(urls: &str) -> u64 {
+    let servers: Vec<&str> = urls.split(',').collect();
+    let Ok(client) = async_nats::connect(servers).await else {
+        return 0;
+    };
+    let js = async_nats::jetstream::new(client);
+    match js.get_stream(platform::streams::EVENTS_STREAM).await {
+        Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
 }
