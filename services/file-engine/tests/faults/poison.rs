@@ -1,4 +1,4 @@
-//! A poison task: its effect fails transiently on every delivery (the tenant's storage made
+//! A poison task: its effect fails transiently on every delivery (the storage root made
 //! immutable with `chattr -R +i`, which even root cannot write through), so the real worker
 //! path dead-letters it after `FE_WORKER_MAX_DELIVER` deliveries; once the fault is removed,
 //! `POST /v1/dead-letters/{id}/retry` runs it to success. Exactly one outcome per run.
@@ -64,8 +64,8 @@ pub async fn poison(_form: Form) {
         "succeeded"
     );
 
-    // The fault: nothing below the storage root's tenant area can be written any more.
-    let fault = Immutable::set(&rig.storage.path().join("tenants"));
+    // The fault: nothing in storage can be written any more (whatever its layout).
+    let fault = Immutable::set(rig.storage.path());
     let id = rig
         .command(
             &token,

@@ -425,7 +425,12 @@ impl Drop for Rig {
         processes.extend(self.workers.iter());
         processes.extend(self.scanner.iter());
         for p in processes {
-            eprintln!("--- {} (started {}x):\n{}", p.role(), p.starts, p.log_tail(15));
+            eprintln!(
+                "--- {} (started {}x):\n{}",
+                p.role(),
+                p.starts,
+                p.log_tail(15)
+            );
         }
     }
 }

@@ -142,7 +142,10 @@ pub async fn run(form: Form) {
         for (seq, i, id) in &in_log_order {
             if tree_differences.iter().any(|p| touches(&ops[*i], p)) {
                 let task = &finals[*id];
-                eprintln!("  history: log {seq} task {id} {:?}: {} {}", ops[*i], task["status"], task["error"]);
+                eprintln!(
+                    "  history: log {seq} task {id} {:?}: {} {}",
+                    ops[*i], task["status"], task["error"]
+                );
             }
         }
     }
