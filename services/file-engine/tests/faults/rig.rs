@@ -25,7 +25,7 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_file-engine");
 
 /// Where the event log lives.
 pub enum Nats {
-    Single(NatsServer),
+    Single(Box<NatsServer>),
     Cluster(NatsCluster),
 }
 
@@ -101,7 +101,7 @@ impl Rig {
         let nats = if spec.cluster {
             Nats::Cluster(NatsCluster::start().await.expect("3-node NATS cluster"))
         } else {
-            Nats::Single(NatsServer::start().await.expect("nats-server"))
+            Nats::Single(Box::new(NatsServer::start().await.expect("nats-server")))
         };
         let db = if spec.private_postgres {
             let pg = PgCluster::start_new().await.expect("private PostgreSQL");
@@ -124,7 +124,9 @@ impl Rig {
         }
         let base_env =
             |extra: &[(&'static str, String)]| role_env(&nats, &db, &storage, &keys, extra);
-        // The projector first: it creates the stream, consumers and tables the others verify.
+        // `file-engine migrate` first, as in a deployment: the stream (replicated in the
+        // cluster), consumers and tables exist before the roles start and verify them.
+        migrate(&base_env(&rig_env)).await;
         let projector =
             RoleProcess::spawn(BINARY, "projector", base_env(&rig_env)).expect("projector");
         let mut api_env = base_env(&rig_env);
@@ -306,6 +308,26 @@ impl Rig {
     pub async fn read_log(&self) -> Vec<LoggedCommit> {
         read_log(&self.nats.urls()).await
     }
+}
+
+/// Runs `file-engine migrate` to completion (retried while a fresh cluster elects leaders).
+async fn migrate(env: &HashMap<String, String>) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let output = tokio::process::Command::new(BINARY)
+            .arg("migrate")
+            .env_clear()
+            .envs(env)
+            .output()
+            .await
+            .expect("run file-engine migrate");
+        if output.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&output.stderr).into_owned();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("file-engine migrate failed: {last}");
 }
 
 /// `file-engine` configuration for one process of a rig.
