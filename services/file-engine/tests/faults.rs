@@ -45,6 +45,14 @@ pub enum Form {
 }
 
 impl Form {
+    /// How long acknowledged tasks may take to finish after the load stopped.
+    fn patience(self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            Form::Quick => 150,
+            Form::Full => 600,
+        })
+    }
+
     fn from_env() -> Form {
         match std::env::var("FE_FAULTS_FULL").as_deref() {
             Ok("1") | Ok("true") => Form::Full,

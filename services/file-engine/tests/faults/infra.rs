@@ -19,7 +19,7 @@ const STEP: Duration = Duration::from_secs(60);
 fn batch(form: Form) -> usize {
     match form {
         Form::Quick => 25,
-        Form::Full => 150,
+        Form::Full => 60,
     }
 }
 
@@ -53,7 +53,7 @@ pub async fn nats_restart(form: Form) {
             .wait_more_acked(batch(form), STEP, "acks after the restart")
             .await;
     }
-    let tally = load.finish(&rig, &token, Duration::from_secs(120)).await;
+    let tally = load.finish(&rig, &token, form.patience()).await;
     tally.report("nats_restart");
 }
 
@@ -111,7 +111,7 @@ pub async fn cluster_leader(form: Form) {
             .wait_more_acked(batch(form), STEP, "acks after the return")
             .await;
     }
-    let tally = load.finish(&rig, &token, Duration::from_secs(120)).await;
+    let tally = load.finish(&rig, &token, form.patience()).await;
     tally.report("cluster_leader");
 }
 
@@ -150,7 +150,7 @@ pub async fn postgres_restart(form: Form) {
             .wait_more_acked(batch(form), STEP, "acks after the restart")
             .await;
     }
-    let tally = load.finish(&rig, &token, Duration::from_secs(120)).await;
+    let tally = load.finish(&rig, &token, form.patience()).await;
 
     // Replay the log into a fresh database and serve it from a second API.
     let Database::Private(pg, _) = &rig.db else {

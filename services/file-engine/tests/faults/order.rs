@@ -2,8 +2,6 @@
 //! back and forth (each only possible after the one before it) runs strictly in log order,
 //! while tasks on unrelated paths are observed running at the same time.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use serde_json::json;
 
@@ -63,7 +61,7 @@ pub async fn overlapping_paths(form: Form) {
     let (free_ids, ()) = tokio::join!(unrelated, chained);
 
     let all: Vec<String> = chain.iter().chain(free_ids.iter()).cloned().collect();
-    let finals = rig.wait_all(&token, &all, Duration::from_secs(120)).await;
+    let finals = rig.wait_all(&token, &all, form.patience()).await;
     let log = rig.read_log().await;
     let mut tally = Tally::judge(all.len(), &finals, &log);
     let history = TaskHistory::of(&log);

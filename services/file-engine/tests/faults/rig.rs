@@ -172,8 +172,13 @@ impl Rig {
         role_env(&self.nats, &self.db, &self.storage, &self.keys, &all)
     }
 
+    /// An admin token valid for two hours: the long form outlives the kit's 10-minute tokens.
     pub fn admin(&self, tenant: &str) -> String {
-        self.keys.token("root", tenant, &["admin"])
+        let now = testkit::jwt::now();
+        self.keys.token_with(serde_json::json!({
+            "sub": "root", "tenant": tenant, "roles": ["admin"],
+            "iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "iat": now, "exp": now + 7200,
+        }))
     }
 
     pub fn url(&self, path: &str) -> String {

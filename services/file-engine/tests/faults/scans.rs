@@ -106,7 +106,7 @@ pub async fn clamd_kill(form: Form) {
         .await
         .expect("clamd restart");
     let ids: Vec<String> = acked.keys().cloned().collect();
-    let finals = rig.wait_all(&token, &ids, Duration::from_secs(120)).await;
+    let finals = rig.wait_all(&token, &ids, form.patience()).await;
     let log = rig.read_log().await;
     let mut tally = Tally::judge(sent, &finals, &log);
     for (id, (path, bytes)) in &acked {

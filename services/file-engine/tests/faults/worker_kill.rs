@@ -99,7 +99,7 @@ pub async fn run(form: Form) {
     );
 
     let ids: Vec<String> = acked.iter().map(|(_, id)| id.clone()).collect();
-    let finals = rig.wait_all(&token, &ids, Duration::from_secs(150)).await;
+    let finals = rig.wait_all(&token, &ids, form.patience()).await;
     done.store(true, Ordering::Relaxed);
     let (kills, workers) = killer.await.expect("killer");
     rig.workers = workers;
