@@ -361,8 +361,11 @@ fn role_env(
         // Load generators are one principal; rate limits have their own tests.
         ("FE_RATE_LIMIT_PER_MIN", "0".to_owned()),
         ("FE_TENANT_RATE_LIMIT_PER_MIN", "0".to_owned()),
-        // A killed worker's deliveries come back quickly.
-        ("FE_WORKER_ACK_WAIT_S", "3".to_owned()),
+        // A killed worker's deliveries come back within seconds. Not shorter: on a saturated
+        // 2-core machine a live worker's heartbeats (every third of it) can arrive late, and a
+        // second delivery then runs the same task concurrently (see the README's reliability
+        // section on the move recorded `failed` with 3 s).
+        ("FE_WORKER_ACK_WAIT_S", "10".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -127,8 +127,12 @@ pub async fn run(form: Form) {
             .and_then(|t| t["status"].as_str())
             .unwrap_or("?");
         if got != expected {
+            let error = finals
+                .get(*id)
+                .map(|t| t["error"].clone())
+                .unwrap_or_default();
             eprintln!(
-                "diverged: task {id} {:?}: {got}, model says {expected}",
+                "diverged: task {id} {:?}: {got} {error}, model says {expected}",
                 ops[*i]
             );
             diverged += 1;
