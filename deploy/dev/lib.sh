@@ -92,6 +92,8 @@ fe_setup() {
     local pkgs=(clamav-daemon openssl curl pkg-config ca-certificates zip)
     command -v cc >/dev/null || pkgs+=(build-essential)
     command -v psql >/dev/null || pkgs+=(postgresql-client)
+    # The fault suite crashes a private PostgreSQL server of its own (initdb + pg_ctl).
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
     apt_install "${pkgs[@]}"
     ensure_python_venv
     ensure_cargo

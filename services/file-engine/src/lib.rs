@@ -45,10 +45,7 @@ impl Platform {
     /// Connects and applies the idempotent set-up (stream and consumer definitions,
     /// migrations): a fresh environment needs no separate `migrate` step.
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let nats = async_nats::ConnectOptions::new()
-            .name("file-engine")
-            .retry_on_initial_connect()
-            .connect(config.nats_url.as_str())
+        let nats = platform::nats_client::connect(&config.nats_url, "file-engine")
             .await
             .context("connecting to NATS")?;
         let js = async_nats::jetstream::new(nats.clone());
@@ -150,6 +147,7 @@ pub async fn start(platform: &Platform, roles: &[Role]) -> anyhow::Result<Servic
             tenant_concurrency: platform.config.worker_tenant_concurrency,
             ack_wait: std::time::Duration::from_secs(platform.config.worker_ack_wait_s.max(1)),
             drain,
+            max_deliver: platform.config.worker_max_deliver,
         };
         let (janitor_deps, janitor_rx) = (deps.clone(), rx.clone());
         tasks.spawn(async move { worker::janitor::run(janitor_deps, janitor_rx).await });

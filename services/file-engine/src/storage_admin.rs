@@ -57,6 +57,7 @@ pub async fn collect_garbage(
         tenant_concurrency: 1,
         ack_wait: std::time::Duration::from_secs(c.worker_ack_wait_s.max(1)),
         drain: std::time::Duration::from_secs(c.shutdown_timeout_s.max(1)),
+        max_deliver: c.worker_max_deliver,
     };
     worker::gc::collect(&deps, deps.version_retention, grace)
         .await

@@ -32,6 +32,7 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
         tenant_concurrency: 1,
         ack_wait: Duration::from_secs(10),
         drain: Duration::from_secs(5),
+        max_deliver: 10,
     }
 }
 

@@ -29,6 +29,7 @@ async fn deps(app: &TestApp) -> worker::WorkerDeps {
         tenant_concurrency: 1,
         ack_wait: Duration::from_secs(10),
         drain: Duration::from_secs(1),
+        max_deliver: 10,
     }
 }
 

@@ -68,6 +68,9 @@ pub struct Config {
     /// How long a delivered task may go without an ack or heartbeat before JetStream
     /// redelivers it to another worker.
     pub worker_ack_wait_s: u64,
+    /// Deliveries of a task before the worker dead-letters it (`FE_WORKER_MAX_DELIVER`,
+    /// default 10, 1–1000; the same for every worker process).
+    pub worker_max_deliver: i64,
     pub scanner_concurrency: usize,
     pub scan_timeout_s: u64,
     pub link_secrets: Vec<String>,
@@ -384,6 +387,9 @@ pub struct ConfigArgs {
     /// Partitions of the log by tenant (1-1024).
     #[arg(long, env = "FE_PARTITIONS", value_name = "FE_PARTITIONS", default_value = "8", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub partitions: u32,
+    /// Failed attempts of a task before it is dead-lettered (1-1000; same for every worker).
+    #[arg(long, env = "FE_WORKER_MAX_DELIVER", value_name = "FE_WORKER_MAX_DELIVER", default_value = "10", value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub worker_max_deliver: i64,
     /// Effects in flight per tenant per worker process (default: half of FE_WORKER_CONCURRENCY, at least 1).
     #[arg(
         long,
@@ -453,6 +459,9 @@ impl Config {
 
     /// The configuration from parsed arguments.
     pub fn from_args(a: ConfigArgs) -> Result<Self, ConfigError> {
+        // Entries may carry credentials: the error names the position, never the text.
+        crate::nats_client::servers(&a.nats_url)
+            .map_err(|e| ConfigError::Invalid(format!("FE_NATS_URL is invalid: {e}")))?;
         let worker_tenant_concurrency = a
             .worker_tenant_concurrency
             .unwrap_or((a.worker_concurrency / 2).max(1));
@@ -495,6 +504,7 @@ impl Config {
             webhook_give_up_s: a.webhook_give_up_s,
             webhook_disable_after_s: a.webhook_disable_after_s,
             partitions: a.partitions,
+            worker_max_deliver: a.worker_max_deliver,
             worker_tenant_concurrency,
             shutdown_timeout_s: a.shutdown_timeout_s,
             ops_addr: a.ops_addr,
@@ -614,6 +624,25 @@ mod tests {
     fn invalid_values_name_the_variable() {
         let err = Config::from_map(&map(&[("FE_WORKER_CONCURRENCY", "many")])).unwrap_err();
         assert!(err.to_string().contains("FE_WORKER_CONCURRENCY"));
+    }
+
+    #[test]
+    fn nats_server_lists_are_checked_at_start() {
+        let c = Config::from_map(&map(&[("FE_NATS_URL", "nats://a:1, nats://b:2")])).unwrap();
+        assert_eq!(c.nats_url, "nats://a:1, nats://b:2");
+        for bad in ["nats://a:1,,nats://b:2", "http://a:1", "nats://a:1,"] {
+            let err = Config::from_map(&map(&[("FE_NATS_URL", bad)])).unwrap_err();
+            assert!(err.to_string().contains("FE_NATS_URL"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_deliver_defaults_to_ten_and_is_bounded() {
+        assert_eq!(Config::from_map(&map(&[])).unwrap().worker_max_deliver, 10);
+        for bad in ["0", "1001", "-3", "ten"] {
+            let err = Config::from_map(&map(&[("FE_WORKER_MAX_DELIVER", bad)])).unwrap_err();
+            assert!(err.to_string().contains("FE_WORKER_MAX_DELIVER"), "{bad}");
+        }
     }
 
     #[test]

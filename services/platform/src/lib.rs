@@ -13,6 +13,7 @@ pub mod consumer;
 pub mod db;
 pub mod event_log;
 pub mod projection;
+pub mod nats_client;
 pub mod public_events;
 pub mod retention;
 pub mod storage;

@@ -1,6 +1,13 @@
 //! The file catalogue: one row per visible entry (directory or file) of a tenant, maintained
 //! from the domain facts (`DirCreated`, `EntryMoved`, `EntryCopied`, `EntryDeleted`, ...).
 //!
+//! An upload's `scanning` placeholder is written when the upload is requested, ahead of the
+//! effects of earlier tasks on the same path that the worker has yet to run (they run in log
+//! order). So a placeholder found by a later fact always belongs to an upload requested after
+//! it: a directory created there replaces it (the upload will fail on the directory), and
+//! moves and copies leave placeholders where they are (copying one would show a `scanning`
+//! file no task will ever finish). Found by the fault suite's `worker_kill` model comparison.
+//!
 //! Subtrees are byte ranges thanks to the "C" collation: everything below `/a` lies in
 //! `['/a/', '/a0')` because `0` is the byte after `/`. Moves and copies rewrite the prefix of
 //! the whole range in one statement.
@@ -115,7 +122,10 @@ async fn insert_dir(
     sqlx::query(
         "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
          VALUES ($1, $2, $3, $4, 'dir', 'available', $5, $6)
-         ON CONFLICT (tenant, path) DO NOTHING",
+         ON CONFLICT (tenant, path) DO UPDATE SET kind = 'dir', status = 'available',
+            size = NULL, sha256 = NULL, content_type = NULL, version = NULL,
+            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
+         WHERE entries.status = 'scanning'",
     )
     .bind(tenant)
     .bind(dir.as_str())
@@ -216,7 +226,8 @@ async fn move_subtree(
             name = CASE WHEN path = $2 THEN $7 ELSE name END,
             modified_at = CASE WHEN path = $2 THEN $8 ELSE modified_at END,
             updated_seq = $9
-         WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))",
+         WHERE tenant = $1 AND (path = $2 OR (path >= $3 AND path < $4))
+           AND status <> 'scanning'",
     )
     .bind(tenant)
     .bind(from.as_str())

@@ -13,7 +13,8 @@ pub(crate) trait Spawned {
     async fn stop(&mut self);
 }
 
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+/// A port nothing listens on right now (another process may still take it first).
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -61,6 +61,9 @@ pub struct WorkerDeps {
     pub ack_wait: Duration,
     /// How long deliveries in flight may finish after shutdown before they are released.
     pub drain: Duration,
+    /// Failed attempts of a task before it is dead-lettered (`FE_WORKER_MAX_DELIVER`, default
+    /// [`failures::MAX_ATTEMPTS`]); releases while a task waits for its turn do not count.
+    pub max_deliver: i64,
 }
 
 /// Consumes until `shutdown` is cancelled, then drains (see [`platform::consumer`]).
@@ -240,7 +243,7 @@ impl Worker {
                     return Outcome::retry(reason, FAILURE_BACKOFF.delay(delivery.delivered));
                 }
             };
-        if attempts < failures::MAX_ATTEMPTS {
+        if i64::from(attempts) < self.deps.max_deliver {
             tracing::warn!(%reason, attempts, "worker: transient failure, will retry");
             return Outcome::retry(reason, FAILURE_BACKOFF.delay(i64::from(attempts)));
         }

@@ -14,7 +14,7 @@ use platform::event_log::{aggregate_id, EventLog};
 const RAW_STREAM: &str = "FE_BENCH_RAW";
 
 pub async fn run(nats_url: &str, n: usize) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url).await?;
+    let client = platform::nats_client::connect(nats_url, "file-engine-bench").await?;
     println!(
         "nats-server {}",
         platform::streams::server_version(&client).await

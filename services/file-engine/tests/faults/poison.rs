@@ -1,0 +1,117 @@
+//! A poison task: its effect fails transiently on every delivery (the storage root made
+//! immutable with `chattr -R +i`, which even root cannot write through), so the real worker
+//! path dead-letters it after `FE_WORKER_MAX_DELIVER` deliveries; once the fault is removed,
+//! `POST /v1/dead-letters/{id}/retry` runs it to success. Exactly one outcome per run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::rig::{Rig, RigSpec};
+use super::tally::{Tally, TaskHistory};
+use super::Form;
+
+const MAX_DELIVER: &str = "3";
+
+/// Makes a directory tree immutable while it lives; mutable again when dropped, even when
+/// the scenario panics (an immutable temporary directory could not be removed).
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Immutable {
+        let status = Command::new("chattr")
+            .args(["-R", "+i"])
+            .arg(path)
+            .status()
+            .expect("chattr");
+        assert!(
+            status.success(),
+            "chattr +i failed (needs root and a filesystem with attributes)"
+        );
+        Immutable(path.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .args(["-R", "-i"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+pub async fn poison(_form: Form) {
+    let rig = Rig::start(RigSpec {
+        env: vec![("FE_WORKER_MAX_DELIVER", MAX_DELIVER.into())],
+        ..RigSpec::default()
+    })
+    .await;
+    let token = rig.admin("acme");
+    let deadline = || Instant::now() + Duration::from_secs(60);
+    let setup = rig
+        .command(
+            &token,
+            &json!({"op": "mkdir", "path": "/poison", "parents": true}),
+        )
+        .await
+        .expect("setup accepted");
+    assert_eq!(
+        rig.wait_task(&token, &setup, deadline()).await["status"],
+        "succeeded"
+    );
+
+    // The fault: nothing in storage can be written any more (whatever its layout).
+    let fault = Immutable::set(rig.storage.path());
+    let id = rig
+        .command(
+            &token,
+            &json!({"op": "mkdir", "path": "/poison/x", "parents": true}),
+        )
+        .await
+        .expect("poison accepted");
+    let task = rig.wait_task(&token, &id, deadline()).await;
+    assert_eq!(task["status"], "dead_lettered", "{task}");
+    assert_eq!(task["error"]["code"], "storage_error", "{task}");
+    let (status, listed) = rig.get_json(&token, "/v1/dead-letters").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|d| d["task_id"] == id.as_str())),
+        "not listed as a dead letter: {listed}"
+    );
+
+    // While the fault is there nothing else happens to the task.
+    drop(fault);
+    let retried = rig
+        .http
+        .post(rig.url(&format!("/v1/dead-letters/{id}/retry")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    let finals: std::collections::HashMap<String, serde_json::Value> =
+        [(id.clone(), rig.wait_task(&token, &id, deadline()).await)].into();
+    assert_eq!(finals[&id]["status"], "succeeded", "{}", finals[&id]);
+    let (status, stat) = rig.get_json(&token, "/v1/stat/poison/x").await;
+    assert_eq!(
+        (status, stat["kind"].as_str()),
+        (StatusCode::OK, Some("dir"))
+    );
+
+    let log = rig.read_log().await;
+    let history = TaskHistory::of(&log);
+    let runs = &history.runs[&id];
+    assert_eq!(
+        runs.len(),
+        2,
+        "a run until the dead letter, a run after the retry: {runs:?}"
+    );
+    let tally = Tally::judge(2, &finals, &log);
+    tally.report("poison");
+}
