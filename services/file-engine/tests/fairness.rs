@@ -56,6 +56,7 @@ async fn a_tenant_full_of_waiting_tasks_does_not_delay_another_tenant() {
         .run(&other, json!({"op": "mkdir", "path": "/unrelated"}))
         .await;
     let took = started.elapsed();
+    eprintln!("another tenant's mkdir behind {WAITING} waiting tasks: {took:?}");
     assert_eq!(task["status"], "succeeded", "{task}");
     assert!(
         took < Duration::from_secs(10),
