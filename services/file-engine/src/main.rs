@@ -343,7 +343,11 @@ async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         _ = services.wait_any() => anyhow::bail!("a service stopped unexpectedly"),
     }
     let started = std::time::Instant::now();
-    if tokio::time::timeout(deadline, services.shutdown())
+    // Half a second is left for exiting itself (flushing logs, closing sockets).
+    let stop_by = deadline
+        .saturating_sub(std::time::Duration::from_millis(500))
+        .max(std::time::Duration::from_millis(500));
+    if tokio::time::timeout(stop_by, services.shutdown())
         .await
         .is_err()
     {

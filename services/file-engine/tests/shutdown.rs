@@ -88,7 +88,7 @@ async fn every_role_exits_within_the_deadline_after_sigterm_with_nats_gone() {
         eprintln!("{role}: exited {status} {took:?} after SIGTERM with NATS gone");
         assert!(status.success(), "{role} exited with {status}");
         assert!(
-            took < Duration::from_millis(DEADLINE_S * 1000 + 800),
+            took < Duration::from_secs(DEADLINE_S),
             "{role} took {took:?}, deadline {DEADLINE_S} s"
         );
     }
@@ -122,7 +122,7 @@ async fn a_scan_stuck_in_flight_is_released_and_the_scanner_exits_within_the_dea
     eprintln!("scanner with a scan in flight: exited {status} {took:?} after SIGTERM");
     assert!(status.success(), "{status}");
     assert!(
-        took < Duration::from_millis(DEADLINE_S * 1000 + 800),
+        took < Duration::from_secs(DEADLINE_S),
         "took {took:?}, deadline {DEADLINE_S} s"
     );
 }

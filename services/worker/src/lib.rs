@@ -27,10 +27,12 @@ mod effects;
 mod failures;
 pub mod gc;
 pub mod janitor;
-mod ordering;
+pub mod ordering;
 mod promote;
 mod run;
 mod tenant_slots;
 
 pub use failures::MAX_ATTEMPTS;
-pub use run::{run, WorkerDeps, FAILURE_BACKOFF, TURN_WAIT, WAIT_BACKOFF};
+pub use run::{
+    run, WorkerDeps, FAILURE_BACKOFF, MAX_RELEASE_DELAY, RELEASE_SPACING, TURN_WAIT, WAIT_BACKOFF,
+};

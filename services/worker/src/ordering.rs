@@ -81,3 +81,25 @@ pub async fn wait_for_turn(
         pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
+
+/// Whether the task may run now, without waiting for other tasks: waits at most
+/// `projection_wait` for the read models to pass `projected_through` (so every earlier task is
+/// visible), then checks once that no earlier open task overlaps it. The worker releases a
+/// delivery that is not its turn instead of holding it (`run.rs`).
+pub async fn is_my_turn(
+    pool: &PgPool,
+    watermark: &ProjectionWatermark,
+    tenant: &TenantId,
+    task_id: Uuid,
+    projected_through: u64,
+    spec: &TaskSpec,
+    projection_wait: Duration,
+) -> Result<bool, sqlx::Error> {
+    if !watermark.wait_for(projected_through, projection_wait).await {
+        return Ok(false);
+    }
+    let own = queued_seq(pool, tenant, task_id)
+        .await?
+        .unwrap_or(projected_through);
+    Ok(!blocked_by_earlier(pool, tenant, task_id, own, spec).await?)
+}

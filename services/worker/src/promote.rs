@@ -31,7 +31,7 @@ pub(crate) async fn promote(worker: &Worker, commit: &LoggedCommit) -> Result<St
         return Ok(Step::Settled);
     }
     let spec = TaskSpec::Upload(upload.clone());
-    let Some(_effect_slot) = worker.take_turn(commit, task_id, &spec).await? else {
+    let Some(_turn) = worker.take_turn(commit, task_id, &spec).await? else {
         return Ok(Step::NotMyTurn);
     };
     let previous = current_version(deps, &commit.tenant, &upload).await?;

@@ -4,9 +4,10 @@
 //! Fairness: nothing a tenant queues can hold what other tenants need.
 //! * A tenant at its cap (`FE_WORKER_TENANT_CONCURRENCY`) gets the delivery released at once
 //!   (`Nak` with a short, growing delay) — no IO, no slot held.
-//! * A task whose turn has not come (an earlier overlapping task is still open) waits at most
-//!   [`TURN_WAIT`], holding only its tenant's slot, then is released the same way; it never
-//!   holds an effect slot while it waits.
+//! * A task whose turn has not come (an earlier overlapping task is still open) is released
+//!   the same way after one check; it never holds a slot while it waits, so waiting tasks can
+//!   never keep the task they wait for (or any other) from running. Release delays grow with
+//!   the tenant's released backlog ([`RELEASE_SPACING`], up to [`MAX_RELEASE_DELAY`]).
 //! * Released deliveries stay "ack pending" in JetStream until they come back, so the
 //!   consumer's `max_ack_pending` is sized for every tenant's waiting backlog together
 //!   ([`platform::streams::worker_consumer`]), and `max_deliver` is unlimited: a task is
@@ -33,10 +34,16 @@ use crate::failures;
 use crate::ordering;
 use crate::tenant_slots::TenantSlots;
 
-/// How long a task may wait in-process for its turn before its delivery is released.
+/// How long a delivery may wait for the projection to reach it before it is released (the
+/// turn itself is checked once, never waited for).
 pub const TURN_WAIT: Duration = Duration::from_secs(1);
 /// Delays of deliveries released while waiting for a turn or a tenant slot.
 pub const WAIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// Per delivery a tenant has out released, its next release waits this much longer: a
+/// tenant's released backlog comes back at about 20 deliveries per second in total.
+pub const RELEASE_SPACING: Duration = Duration::from_millis(50);
+/// The longest release delay (the latency bound of a task whose turn has come).
+pub const MAX_RELEASE_DELAY: Duration = Duration::from_secs(10);
 /// Delays after failed attempts (1 s doubling to 60 s).
 pub const FAILURE_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
@@ -79,6 +86,7 @@ pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
     let worker = Worker {
         effects: Semaphore::new(deps.concurrency.max(1)),
         tenants: TenantSlots::new(deps.tenant_concurrency),
+        running: TenantSlots::new(deps.tenant_concurrency),
         deps,
     };
     let js = worker.deps.log.jetstream().clone();
@@ -88,7 +96,17 @@ pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
 pub(crate) struct Worker {
     pub(crate) deps: WorkerDeps,
     effects: Semaphore,
+    /// Deliveries being decided per tenant (loading, waiting for the turn).
     tenants: TenantSlots,
+    /// Tasks whose turn has come, per tenant. Apart from [`Worker::tenants`] so that tasks
+    /// waiting for their turn can never keep the task they wait for from running.
+    running: TenantSlots,
+}
+
+/// What a task holds while its effect runs: its tenant's running slot and an effect slot.
+pub(crate) struct Turn<'a> {
+    _running: crate::tenant_slots::TenantSlot,
+    _effect: SemaphorePermit<'a>,
 }
 
 /// What a commit asks of the worker.
@@ -131,9 +149,12 @@ impl Handler for Worker {
             return Outcome::Done;
         };
         let commit = &delivery.commit;
+        if delivery.delivered > 1 {
+            self.tenants.note_returned(&commit.tenant);
+        }
         let Some(_tenant_slot) = self.tenants.try_take(&commit.tenant) else {
             metrics::counter!("fe_worker_released_total", "reason" => "tenant_cap").increment(1);
-            return Outcome::retry("tenant at its cap", WAIT_BACKOFF.delay(delivery.delivered));
+            return self.release("tenant at its cap", delivery);
         };
         let step = match work {
             Work::Command => self.process(commit).await,
@@ -159,6 +180,14 @@ impl Handler for Worker {
 }
 
 impl Worker {
+    /// Releases a delivery that cannot run yet: later the more of its tenant's are out.
+    fn release(&self, reason: &str, delivery: &Delivery<Vec<TaskEvent>>) -> Outcome {
+        let out = self.tenants.note_released(&delivery.commit.tenant);
+        let spaced = RELEASE_SPACING.saturating_mul(u32::try_from(out).unwrap_or(u32::MAX));
+        let delay = WAIT_BACKOFF.delay(delivery.delivered).max(spaced);
+        Outcome::retry(reason, delay.min(MAX_RELEASE_DELAY))
+    }
+
     /// Runs one command task to a recorded outcome. `Err` = transient, retried later.
     async fn process(&self, commit: &LoggedCommit) -> Result<Step, String> {
         let deps = &self.deps;
@@ -171,7 +200,7 @@ impl Worker {
             return Ok(Step::Settled);
         }
         let spec = TaskSpec::Command(cmd.clone());
-        let Some(_effect_slot) = self.take_turn(commit, task_id, &spec).await? else {
+        let Some(_turn) = self.take_turn(commit, task_id, &spec).await? else {
             return Ok(Step::NotMyTurn);
         };
         if task.status != TaskStatus::Running {
@@ -207,29 +236,39 @@ impl Worker {
         loaded.map(|l| l.aggregate).map_err(|e| e.to_string())
     }
 
-    /// Waits (at most [`TURN_WAIT`]) for the task's turn in the per-path log order, then for
-    /// an effect slot, which the caller holds while it works. `None`: not its turn yet.
+    /// Checks the task's turn in the per-path log order (after at most [`TURN_WAIT`] for the
+    /// projection), then takes
+    /// its tenant's running slot and an effect slot, which the caller holds while it works.
+    /// `None`: not its turn yet, or its tenant has as many tasks running as it may.
     pub(crate) async fn take_turn(
         &self,
         commit: &LoggedCommit,
         task_id: uuid::Uuid,
         spec: &TaskSpec,
-    ) -> Result<Option<SemaphorePermit<'_>>, String> {
+    ) -> Result<Option<Turn<'_>>, String> {
         let deps = &self.deps;
-        let turn = ordering::wait_for_turn(
+        let my_turn = ordering::is_my_turn(
             &deps.pool,
             &deps.watermark,
             &commit.tenant,
             task_id,
             commit.stream_seq,
             spec,
-        );
-        match tokio::time::timeout(TURN_WAIT, turn).await {
-            Err(_) => return Ok(None),
-            Ok(waited) => waited.map_err(|e| e.to_string())?,
+            TURN_WAIT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if !my_turn {
+            return Ok(None);
         }
-        let slot = self.effects.acquire().await.map_err(|e| e.to_string())?;
-        Ok(Some(slot))
+        let Some(running) = self.running.try_take(&commit.tenant) else {
+            return Ok(None);
+        };
+        let effect = self.effects.acquire().await.map_err(|e| e.to_string())?;
+        Ok(Some(Turn {
+            _running: running,
+            _effect: effect,
+        }))
     }
 
     /// A transient failure: retried with backoff, dead-lettered after the last attempt.

@@ -1,6 +1,12 @@
 //! Per-tenant caps on work in progress (`FE_WORKER_TENANT_CONCURRENCY`): one tenant never
 //! takes every slot of a worker process. Taking a slot never waits — a tenant at its cap gets
 //! its delivery released for later, so its backlog cannot hold slots other tenants need.
+//!
+//! It also counts each tenant's deliveries that are out released (in this process), so that the
+//! release delay can grow with the tenant's backlog: JetStream hands out due redeliveries before
+//! new messages, and a large backlog coming back at a fixed pace would crowd out every other
+//! tenant's new work. Spacing the releases by the backlog bounds how often one tenant's waiting
+//! deliveries come back in total, whatever its size.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,6 +18,7 @@ use events::TenantId;
 pub struct TenantSlots {
     cap: usize,
     in_use: Arc<Mutex<HashMap<TenantId, usize>>>,
+    released: Arc<Mutex<HashMap<TenantId, usize>>>,
 }
 
 /// One slot of one tenant, given back when dropped.
@@ -27,7 +34,23 @@ impl TenantSlots {
         TenantSlots {
             cap: cap.max(1),
             in_use: Arc::default(),
+            released: Arc::default(),
         }
+    }
+
+    /// Notes one more delivery of `tenant` released for later; returns how many are out.
+    pub fn note_released(&self, tenant: &TenantId) -> usize {
+        let mut released = self.released.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = released.entry(tenant.clone()).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// Notes a delivery of `tenant` coming back (any redelivery counts: the figure is a pace
+    /// estimate, never a limit).
+    pub fn note_returned(&self, tenant: &TenantId) {
+        let mut released = self.released.lock().unwrap_or_else(PoisonError::into_inner);
+        decrement(&mut released, tenant);
     }
 
     /// A slot for `tenant`, or `None` while the tenant is at its cap.
@@ -50,11 +73,16 @@ impl TenantSlots {
 impl Drop for TenantSlot {
     fn drop(&mut self) {
         let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = in_use.get_mut(&self.tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                in_use.remove(&self.tenant);
-            }
+        decrement(&mut in_use, &self.tenant);
+    }
+}
+
+/// Counts one down; a tenant at zero leaves the map.
+fn decrement(counts: &mut HashMap<TenantId, usize>, tenant: &TenantId) {
+    if let Some(count) = counts.get_mut(tenant) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            counts.remove(tenant);
         }
     }
 }
@@ -74,6 +102,20 @@ mod tests {
         assert!(slots.try_take(&b).is_some());
         drop(first);
         assert!(slots.try_take(&a).is_some());
+    }
+
+    #[test]
+    fn released_deliveries_are_counted_per_tenant_until_they_return() {
+        let slots = TenantSlots::new(1);
+        let a = TenantId::parse("a").unwrap();
+        let b = TenantId::parse("b").unwrap();
+        assert_eq!(slots.note_released(&a), 1);
+        assert_eq!(slots.note_released(&a), 2);
+        assert_eq!(slots.note_released(&b), 1);
+        slots.note_returned(&a);
+        slots.note_returned(&a);
+        slots.note_returned(&a); // more returns than releases: never below zero
+        assert_eq!(slots.note_released(&a), 1);
     }
 
     #[test]
