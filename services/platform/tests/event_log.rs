@@ -62,7 +62,7 @@ async fn round_trip_restores_state_and_writes_headers() {
     let raw = stream.get_raw_message(second_seq).await.unwrap();
     assert_eq!(raw.subject.as_str(), "fe.ev.acme.counter.c1");
     let header = |name: &str| raw.headers.get(name).map(|v| v.as_str().to_string());
-    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("acme.c1:2"));
+    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("counter:acme.c1:2"));
     assert_eq!(
         header("Nats-Expected-Last-Subject-Sequence"),
         Some(first.to_string())
@@ -292,7 +292,7 @@ async fn a_retried_publish_is_stored_once() {
     let retry = |expected: Option<u64>| {
         let publish = jetstream::message::PublishMessage::build()
             .payload(body.clone().into())
-            .message_id("acme.d:1");
+            .message_id("counter:acme.d:1");
         let publish = match expected {
             Some(seq) => publish.expected_last_subject_sequence(seq),
             None => publish,

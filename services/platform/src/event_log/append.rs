@@ -5,8 +5,9 @@
 //! computed from stale state (error 10071 → [`EventLogError::Conflict`]). A publish whose ack
 //! is lost is retried with the same `Nats-Msg-Id`.
 //!
-//! Racing writers compute the same `Nats-Msg-Id` (`<aggregate id>:<first sequence>`) and, for
-//! equal commands, even byte-identical bodies. So every publish also carries a random
+//! Racing writers compute the same `Nats-Msg-Id`
+//! (`<aggregate type>:<aggregate id>:<first sequence>`) and, for equal commands, even
+//! byte-identical bodies. So every publish also carries a random
 //! `Fe-Commit-Id` header, and an answer that may stand for an earlier message (a *duplicate*
 //! ack on 2.9, a 10071 after a retried publish on newer servers) counts as success only when
 //! the stored message carries our commit id.

@@ -138,10 +138,16 @@ impl Commit {
         subject_for(&first.aggregate_type, &first.aggregate_id)
     }
 
-    /// `Nats-Msg-Id`: `<aggregate_id>:<sequence of the first event>`.
+    /// `Nats-Msg-Id`: `<aggregate_type>:<aggregate_id>:<sequence of the first event>`. The
+    /// type is part of it because aggregates of different types share ids (a tenant's ACL and
+    /// its subscriptions are both keyed by the tenant): without it, the first commit of the
+    /// second would be dropped by JetStream as a duplicate of the first's.
     pub fn message_id(&self) -> Result<String, EventLogError> {
         let first = self.first()?;
-        Ok(format!("{}:{}", first.aggregate_id, first.sequence))
+        Ok(format!(
+            "{}:{}:{}",
+            first.aggregate_type, first.aggregate_id, first.sequence
+        ))
     }
 
     /// The `Fe-*` and `traceparent` headers of this commit (JetStream headers are added by
@@ -313,10 +319,29 @@ mod tests {
         )
     }
 
+    /// Regression: two aggregate types with the same id (a tenant's ACL and subscriptions)
+    /// must never share a `Nats-Msg-Id`, or JetStream drops one's first commit as a duplicate.
+    #[test]
+    fn message_ids_differ_between_aggregate_types_with_the_same_id() {
+        let of_type = |aggregate_type: &str| {
+            let e = SerializedEvent::new(
+                "acme.acme".into(),
+                1,
+                aggregate_type.into(),
+                "Created".into(),
+                "1".into(),
+                serde_json::json!({}),
+                serde_json::json!({}),
+            );
+            Commit::from_new_events(&[e]).unwrap().message_id().unwrap()
+        };
+        assert_ne!(of_type("acl"), of_type("subscription"));
+    }
+
     #[test]
     fn commit_headers_and_ids() {
         let commit = Commit::from_new_events(&[event(3, "Added"), event(4, "Capped")]).unwrap();
-        assert_eq!(commit.message_id().unwrap(), "acme.c1:3");
+        assert_eq!(commit.message_id().unwrap(), "counter:acme.c1:3");
         assert_eq!(commit.subject().unwrap(), "fe.ev.acme.counter.c1");
         let map = commit.headers().unwrap();
         assert_eq!(event_types(Some(&map)), ["Added", "Capped"]);

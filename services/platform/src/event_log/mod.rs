@@ -4,7 +4,8 @@
 //!
 //! * one commit of an aggregate is one message on `fe.ev.<tenant>.<aggregate type>.<id>`
 //!   holding all of the commit's events (atomic by construction), see [`commit`];
-//! * `Nats-Msg-Id = <aggregate id>:<first sequence>` lets JetStream drop retried publishes;
+//! * `Nats-Msg-Id = <aggregate type>:<aggregate id>:<first sequence>` lets JetStream drop
+//!   retried publishes;
 //! * `Nats-Expected-Last-Subject-Sequence` makes every append conditional on the state it was
 //!   computed from (optimistic concurrency; JetStream error 10071 means someone else won).
 //!
