@@ -100,6 +100,18 @@ ensure_cargo_tool() {
     cargo install --locked --quiet "$1@$2" || warn "could not install $1: its checks will be reported as not run"
 }
 
+# ensure_supply_chain_tools: cargo-deny (licences, bans, sources, advisories; run by test.sh);
+# cargo-audit and cargo-cyclonedx too with FE_SUPPLY_CHAIN_TOOLS=all (deploy/dev/supply-chain.sh).
+# Called by setup.sh and test.sh, not run.sh (the dev platform does not need them).
+ensure_supply_chain_tools() {
+    ensure_cargo
+    ensure_cargo_tool cargo-deny 0.20.2
+    if [[ ${FE_SUPPLY_CHAIN_TOOLS:-} == all ]]; then
+        ensure_cargo_tool cargo-audit 0.22.2
+        ensure_cargo_tool cargo-cyclonedx 0.5.9
+    fi
+}
+
 # ensure_cargo: puts ~/.cargo/bin on PATH when needed; fails clearly without a Rust toolchain
 # (none can be installed from here: only package registries are reachable).
 ensure_cargo() {
@@ -119,13 +131,6 @@ fe_setup() {
     ensure_python_venv
     ensure_python_tools
     ensure_cargo
-    # Supply chain: licences, bans and sources (cargo-deny) are checked on every test run;
-    # cargo-audit and cargo-cyclonedx with FE_SUPPLY_CHAIN_TOOLS=all (deploy/dev/supply-chain.sh).
-    ensure_cargo_tool cargo-deny 0.20.2
-    if [[ ${FE_SUPPLY_CHAIN_TOOLS:-} == all ]]; then
-        ensure_cargo_tool cargo-audit 0.22.2
-        ensure_cargo_tool cargo-cyclonedx 0.5.9
-    fi
     command -v cargo-nextest >/dev/null ||
         warn "cargo-nextest not found: tests will run with plain cargo test"
 }

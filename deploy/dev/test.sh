@@ -22,6 +22,7 @@ cd "$FE_ROOT"
 trap step_summary EXIT
 
 timed "set-up" fe_setup
+timed "supply-chain tools" ensure_supply_chain_tools
 export FE_TEST_DATABASE_URL=${FE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 timed "postgres" ensure_postgres "$FE_TEST_DATABASE_URL"
 export FE_TEST_NATS_SERVER=${FE_TEST_NATS_SERVER:-$FE_NATS_BIN}
