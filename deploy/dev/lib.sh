@@ -77,6 +77,41 @@ ensure_python_venv() {
     "$FE_NATS_BIN" --version >/dev/null || die "$FE_NATS_BIN does not run"
 }
 
+# ensure_python_tools: the checkers the test command runs, pinned, in .tools/venv (from PyPI,
+# only when missing): openapi-spec-validator (the served OpenAPI document) and
+# check-jsonschema (CI pipeline files against its bundled GitHub/GitLab schemas).
+FE_PY_TOOLS=(openapi-spec-validator==0.9.0 check-jsonschema==0.39.0)
+ensure_python_tools() {
+    local pkg missing=()
+    for pkg in "${FE_PY_TOOLS[@]}"; do
+        [[ -x $FE_VENV/bin/${pkg%%==*} ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "pip install ${missing[*]}"
+    "$FE_VENV/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}"
+}
+
+# ensure_cargo_tool CRATE VERSION: `cargo install --locked` into $CARGO_HOME/bin when the
+# command is missing (several minutes on 2 cores, once per machine: the binary is shared by
+# every clone). A failed install is a warning: the step that needs the tool says so.
+ensure_cargo_tool() {
+    command -v "$1" >/dev/null && return 0
+    log "cargo install $1@$2 (once per machine; takes minutes)"
+    cargo install --locked --quiet "$1@$2" || warn "could not install $1: its checks will be reported as not run"
+}
+
+# ensure_supply_chain_tools: cargo-deny (licences, bans, sources, advisories; run by test.sh);
+# cargo-audit and cargo-cyclonedx too with FE_SUPPLY_CHAIN_TOOLS=all (deploy/dev/supply-chain.sh).
+# Called by setup.sh and test.sh, not run.sh (the dev platform does not need them).
+ensure_supply_chain_tools() {
+    ensure_cargo
+    ensure_cargo_tool cargo-deny 0.20.2
+    if [[ ${FE_SUPPLY_CHAIN_TOOLS:-} == all ]]; then
+        ensure_cargo_tool cargo-audit 0.22.2
+        ensure_cargo_tool cargo-cyclonedx 0.5.9
+    fi
+}
+
 # ensure_cargo: puts ~/.cargo/bin on PATH when needed; fails clearly without a Rust toolchain
 # (none can be installed from here: only package registries are reachable).
 ensure_cargo() {
@@ -96,6 +131,7 @@ fe_setup() {
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
     apt_install "${pkgs[@]}"
     ensure_python_venv
+    ensure_python_tools
     ensure_cargo
     command -v cargo-nextest >/dev/null ||
         warn "cargo-nextest not found: tests will run with plain cargo test"

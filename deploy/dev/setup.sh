@@ -8,4 +8,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 fe_setup
+ensure_supply_chain_tools
 log "set-up complete: nats-server $("$FE_NATS_BIN" --version | awk '{print $NF}'), $(clamd --version), $(cargo --version)"

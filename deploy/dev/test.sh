@@ -22,6 +22,7 @@ cd "$FE_ROOT"
 trap step_summary EXIT
 
 timed "set-up" fe_setup
+timed "supply-chain tools" ensure_supply_chain_tools
 export FE_TEST_DATABASE_URL=${FE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 timed "postgres" ensure_postgres "$FE_TEST_DATABASE_URL"
 export FE_TEST_NATS_SERVER=${FE_TEST_NATS_SERVER:-$FE_NATS_BIN}
@@ -38,8 +39,22 @@ selection=("$@")
 # (--foreground: Ctrl-C still reaches the test runner).
 step_timeout=${FE_TEST_TIMEOUT:-45m}
 
+# The served OpenAPI document (`file-engine openapi` prints what /openapi.json serves) is a
+# valid OpenAPI 3 document; the two-way comparison with docs/API.md is the test
+# `openapi_matches_api_md_both_ways_and_describes_errors_as_served` (tests/ops.rs).
+openapi_valid() {
+    local doc
+    doc=$(mktemp --suffix=.json)
+    cargo run -q -p file-engine -- openapi >"$doc"
+    "$FE_VENV/bin/openapi-spec-validator" "$doc"
+    rm -f "$doc"
+}
+
 failed=0
 check "deploy manifests" deploy/k8s/validate.sh || failed=1
+check "CI pipelines" deploy/ci/validate.sh || failed=1
+check "supply chain (cargo deny; advisories when reachable)" deploy/dev/supply-chain.sh || failed=1
+check "OpenAPI document (openapi-spec-validator)" openapi_valid || failed=1
 check "cargo fmt --check" cargo fmt --all -- --check || failed=1
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings || failed=1
 if command -v cargo-nextest >/dev/null; then
@@ -55,5 +70,9 @@ if command -v cargo-nextest >/dev/null; then
 else
     check "cargo test" timeout --foreground --kill-after=60 "$step_timeout" \
         cargo test --no-fail-fast "${selection[@]}" || failed=1
+fi
+# The restore drill in its quick form (a full run: deploy/backup/drill.sh).
+if (($# == 0)); then
+    check "backup and restore drill (quick)" deploy/backup/drill.sh --quick || failed=1
 fi
 exit "$failed"

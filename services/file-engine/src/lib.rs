@@ -3,6 +3,7 @@
 //! roles (`api`, `projector`, `worker`). The `file-engine` binary and the end-to-end tests
 //! both start the platform through this module, so tests exercise exactly what ships.
 
+pub mod backup;
 pub mod bench;
 pub mod ops;
 pub mod projection_cli;

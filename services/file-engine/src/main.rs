@@ -68,6 +68,20 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Snapshot the event stream into a directory (nats-server's stream snapshot; see
+    /// deploy/backup/). Back up PostgreSQL first, then the stream.
+    Backup {
+        /// Directory to write `stream.snapshot` and `stream.json` into.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
+    /// Restore the event stream from a backup directory into a server where it does not exist
+    /// yet (before any role starts).
+    Restore {
+        /// Directory written by `file-engine backup`.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// Print the OpenAPI document the API serves at /openapi.json (for client generators and
     /// the validator in deploy/dev/test.sh), without connecting to anything.
     Openapi,
@@ -219,6 +233,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench { sections, quick } => {
             file_engine::bench::run(config, &sections, quick).await
+        }
+        Command::Backup { dir } => {
+            let nats = async_nats::connect(config.nats_url.as_str()).await?;
+            let manifest =
+                file_engine::backup::snapshot(&nats, platform::streams::EVENTS_STREAM, &dir)
+                    .await?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+        Command::Restore { dir } => {
+            let nats = async_nats::connect(config.nats_url.as_str()).await?;
+            let summary = file_engine::backup::restore(&nats, &dir).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
         }
         Command::Openapi => {
             println!("{}", api::openapi::document().to_pretty_json()?);

@@ -240,10 +240,10 @@ async fn every_role_serves_probes_and_the_metrics_alerts_and_dashboard_use() {
         )
         .await;
     assert_eq!(html.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    // In another tenant: a second aggregate kind in one tenant trips a log-reading bug
-    // (see the operability report), which is not what this test is about.
+    // In the tenant that has a subscription: two aggregate kinds keyed by the tenant (a
+    // regression: they once shared a `Nats-Msg-Id`, and the second was refused).
     let grant = app
-        .request(Method::POST, "/v1/acl/rules", Some(&app.admin("globex")))
+        .request(Method::POST, "/v1/acl/rules", Some(&admin))
         .await
         .json(&json!({"subject": "user:bob", "path": "/ops", "permissions": ["read"], "effect": "allow"}))
         .send()

@@ -319,6 +319,25 @@ mod tests {
         )
     }
 
+    /// Regression: two aggregate types with the same id (a tenant's ACL and subscriptions)
+    /// must never share a `Nats-Msg-Id`, or JetStream drops one's first commit as a duplicate.
+    #[test]
+    fn message_ids_differ_between_aggregate_types_with_the_same_id() {
+        let of_type = |aggregate_type: &str| {
+            let e = SerializedEvent::new(
+                "acme.acme".into(),
+                1,
+                aggregate_type.into(),
+                "Created".into(),
+                "1".into(),
+                serde_json::json!({}),
+                serde_json::json!({}),
+            );
+            Commit::from_new_events(&[e]).unwrap().message_id().unwrap()
+        };
+        assert_ne!(of_type("acl"), of_type("subscription"));
+    }
+
     #[test]
     fn commit_headers_and_ids() {
         let commit = Commit::from_new_events(&[event(3, "Added"), event(4, "Capped")]).unwrap();
