@@ -18,7 +18,7 @@
 
 mod effects;
 pub mod janitor;
-mod ordering;
+pub mod ordering;
 mod promote;
 mod run;
 
