@@ -22,3 +22,17 @@ CREATE TABLE projection_parked (
     attempts            INTEGER     NOT NULL DEFAULT 1,
     resume_requested_at TIMESTAMPTZ
 );
+
+-- The paths each task touches (one row per path), so the worker's "is an earlier open task on
+-- an overlapping path?" is an index lookup (ancestors by equality, descendants by range) and
+-- never a scan of the tenant's backlog. Maintained by the projector with the task row; `open`
+-- follows the task's status (pending/running), `queued_seq` its position in the order.
+CREATE TABLE task_paths (
+    tenant     TEXT COLLATE "C" NOT NULL,
+    task_id    UUID        NOT NULL,
+    path       TEXT COLLATE "C" NOT NULL CHECK (octet_length(path) <= 1024),
+    queued_seq BIGINT      NOT NULL,
+    open       BOOLEAN     NOT NULL,
+    PRIMARY KEY (tenant, task_id, path)
+);
+CREATE INDEX task_paths_open ON task_paths (tenant, path, queued_seq) WHERE open;

@@ -34,8 +34,8 @@ mod tests {
     #[test]
     fn known_fnv1a_values() {
         // Reference values of FNV-1a 32 ("" and "a" from the FNV specification).
-        assert_eq!(partition_of_str("", u32::MAX), 0x811c_9dc5 % u32::MAX);
-        assert_eq!(partition_of_str("a", u32::MAX), 0xe40c_292c % u32::MAX);
+        assert_eq!(partition_of_str("", u32::MAX), 0x811c_9dc5);
+        assert_eq!(partition_of_str("a", u32::MAX), 0xe40c_292c);
         assert_eq!(partition_of_str("acme", 1), 0);
     }
 

@@ -383,3 +383,95 @@ async fn an_unprojectable_commit_parks_only_its_tenant_until_resumed() {
         .await;
     assert_eq!(again["status"], "succeeded", "{again}");
 }
+
+/// The worker's "earlier open task on an overlapping path?" is answered from the path index
+/// (`task_paths_open`), whatever the size of the tenant's backlog, and answers right for
+/// ancestors, descendants, the same path, siblings sharing a prefix and other tenants.
+#[tokio::test]
+async fn overlap_check_is_an_indexed_lookup_not_a_backlog_scan() {
+    let app = TestApp::spawn_with(&[], &[]).await;
+    let pool = &app.platform.pool;
+    // A large backlog of unrelated open tasks, plus a few on interesting paths.
+    sqlx::query(
+        "INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
+         SELECT 'busy', gen_random_uuid(), '/backlog/' || i, i, true
+         FROM generate_series(100, 30099) AS i",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    for (path, seq, open) in [
+        ("/a", 5, true),
+        ("/x/y/z", 7, true),
+        ("/ab", 8, true),
+        ("/done", 9, false),
+    ] {
+        sqlx::query(
+            "INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
+             VALUES ('busy', gen_random_uuid(), $1, $2, $3)",
+        )
+        .bind(path)
+        .bind(seq as i64)
+        .bind(open)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("ANALYZE task_paths")
+        .execute(pool)
+        .await
+        .unwrap();
+    let busy = TenantId::parse("busy").unwrap();
+    let other = TenantId::parse("other").unwrap();
+    let mkdir = |p: &str| {
+        TaskSpec::Command(FileCommand::Mkdir {
+            path: FilePath::parse(p).unwrap(),
+            parents: true,
+        })
+    };
+    let mv = |from: &str, to: &str| {
+        TaskSpec::Command(FileCommand::Move {
+            from: FilePath::parse(from).unwrap(),
+            to: FilePath::parse(to).unwrap(),
+            overwrite: false,
+        })
+    };
+    let blocked = |tenant: TenantId, seq: u64, spec: TaskSpec| async move {
+        worker::ordering::blocked_by_earlier(pool, &tenant, Uuid::now_v7(), seq, &spec)
+            .await
+            .unwrap()
+    };
+    assert!(blocked(busy.clone(), 50, mkdir("/a/b/c")).await, "ancestor");
+    assert!(blocked(busy.clone(), 50, mkdir("/x")).await, "descendant");
+    assert!(blocked(busy.clone(), 50, mkdir("/ab")).await, "same path");
+    assert!(
+        blocked(busy.clone(), 50, mv("/q", "/x/y")).await,
+        "target overlaps"
+    );
+    assert!(!blocked(busy.clone(), 50, mkdir("/ac")).await, "sibling");
+    assert!(
+        !blocked(busy.clone(), 50, mkdir("/done/x")).await,
+        "terminal task"
+    );
+    assert!(
+        !blocked(busy.clone(), 4, mkdir("/a")).await,
+        "only earlier tasks count"
+    );
+    assert!(!blocked(other, 50, mkdir("/a")).await, "other tenant");
+
+    // The plan uses the partial path index and never reads the whole backlog.
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!("EXPLAIN {}", worker::ordering::OVERLAP_SQL))
+            .bind("busy")
+            .bind(50i64)
+            .bind(Uuid::now_v7())
+            .bind(vec!["/".to_owned(), "/a".to_owned(), "/a/b".to_owned()])
+            .bind(vec!["/a/b/".to_owned()])
+            .bind(vec!["/a/b0".to_owned()])
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("task_paths_open"), "{plan}");
+    assert!(!plan.contains("Seq Scan on task_paths"), "{plan}");
+}

@@ -541,8 +541,9 @@ async fn listen_loop(pool: &PgPool, listener: &mut PgListener, tx: &watch::Sende
                     .payload()
                     .split_once(':')
                     .and_then(|(p, s)| Some((p.parse::<usize>().ok()?, s.parse::<u64>().ok()?)));
+                let known = tx.borrow().partitions.len();
                 match parsed {
-                    Some((p, seq)) if p < tx.borrow().partitions.len() => {
+                    Some((p, seq)) if p < known => {
                         tx.send_if_modified(|cur| Arc::make_mut(cur).advance(p, seq));
                     }
                     _ => reload(pool, tx).await,

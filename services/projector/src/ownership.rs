@@ -1,6 +1,7 @@
 //! Which projector replica follows which partition.
 //!
-//! Each replica holds one PostgreSQL connection detached from the pool (its *ownership
+//! Advisory locks are per database, so deployments (and tests) sharing a PostgreSQL server
+//! never see each other's replicas. Each replica holds one PostgreSQL connection detached from the pool (its *ownership
 //! connection*). On it, it takes a member lock (advisory lock `(MEMBER_CLASS, slot)`) that
 //! says it is alive, and one advisory lock `(PARTITION_CLASS, p)` per partition it follows.
 //! Locks live exactly as long as that session: when a replica dies (kill -9, lost network),
@@ -109,7 +110,8 @@ async fn rebalance(
     // A cheap round trip that fails when the session is gone.
     let members: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND classid::int8 = $1 AND objsubid = 2",
+           AND classid::int8 = $1 AND objsubid = 2
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(i64::from(MEMBER_CLASS))
     .fetch_one(&mut *conn)
@@ -204,7 +206,8 @@ pub async fn partition_owners(pool: &PgPool) -> Result<BTreeMap<u32, String>, sq
     let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT l.objid::int8, a.application_name
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = $1 AND l.objsubid = 2",
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = $1 AND l.objsubid = 2
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(i64::from(PARTITION_CLASS))
     .fetch_all(pool)

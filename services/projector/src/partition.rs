@@ -89,9 +89,23 @@ impl Entry {
     }
 }
 
+/// How long a partition that only sees other partitions' commits may leave its checkpoint
+/// behind the log (log-wide readers wait for the lowest checkpoint of all partitions).
+const IDLE_FLUSH: Duration = Duration::from_millis(100);
+
+/// The tenant token of an event subject `fe.ev.<tenant>.<type>.<id>`, unchecked: enough to
+/// skip another partition's commit without parsing it.
+fn subject_tenant(subject: &str) -> Option<&str> {
+    subject.split('.').nth(2)
+}
+
 /// Follows the partition until `stop` turns true. Returns an error (to be retried by the
 /// caller with backoff) on transient failures; nothing is skipped, the next attempt restarts
 /// from the checkpoint.
+///
+/// Every partition reads the whole log and skips other partitions' commits by their subject
+/// (no parsing, no write); its checkpoint moves with its own batches, and at least every
+/// [`IDLE_FLUSH`] while it only skips, so log-wide readers are not held up by a quiet one.
 pub(crate) async fn follow(
     part: &Partition,
     stop: &mut watch::Receiver<bool>,
@@ -99,42 +113,89 @@ pub(crate) async fn follow(
     let start = projection::partition_checkpoint(&part.pool, part.partition).await? + 1;
     let mut messages = crate::runner::ordered_messages(&part.js, start).await?;
     let mut resume_checked = Instant::now() - RESUME_POLL;
+    // Last position skipped since the checkpoint was written, and when that was.
+    let mut skipped: Option<u64> = None;
+    let mut flushed = Instant::now();
+    let label = part.partition.to_string();
     loop {
         if *stop.borrow() {
             return Ok(());
+        }
+        if let Some(seq) = skipped.filter(|_| flushed.elapsed() >= IDLE_FLUSH) {
+            advance_only(&part.pool, part.partition, seq).await?;
+            skipped = None;
+            flushed = Instant::now();
         }
         if resume_checked.elapsed() >= RESUME_POLL {
             crate::resume::serve_requests(part).await?;
             resume_checked = Instant::now();
         }
+        let wait = if skipped.is_some() {
+            IDLE_FLUSH
+        } else {
+            RESUME_POLL
+        };
         let first = tokio::select! {
             m = messages.next() => m,
             _ = stop.changed() => return Ok(()),
-            _ = tokio::time::sleep(RESUME_POLL) => continue,
+            _ = tokio::time::sleep(wait) => continue,
         };
         let first = first.ok_or_else(|| ProjectorError::Log("the log reader ended".into()))?;
         let first = first.map_err(|e| ProjectorError::Log(e.to_string()))?;
         let mut pending = first.info().map(|i| i.pending).unwrap_or(0);
-        let mut batch = vec![Entry::read(&first)?];
+        let mut batch = Vec::new();
+        let mut last_seq = 0;
+        let mut take =
+            |m: &jetstream::Message, batch: &mut Vec<Entry>| -> Result<(), ProjectorError> {
+                let info = m.info().map_err(|e| ProjectorError::Log(e.to_string()))?;
+                last_seq = info.stream_sequence;
+                pending = info.pending;
+                let own = subject_tenant(m.subject.as_str())
+                    .is_none_or(|t| partition_of_str(t, part.partitions) == part.partition);
+                if own {
+                    batch.push(Entry::read(m)?);
+                }
+                Ok(())
+            };
+        take(&first, &mut batch)?;
         let window = tokio::time::Instant::now() + BATCH_WINDOW;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(window, messages.next()).await {
                 Ok(Some(m)) => {
                     let m = m.map_err(|e| ProjectorError::Log(e.to_string()))?;
-                    pending = m.info().map(|i| i.pending).unwrap_or(pending);
-                    batch.push(Entry::read(&m)?);
+                    take(&m, &mut batch)?;
                 }
                 Ok(None) => return Err(ProjectorError::Log("the log reader ended".into())),
                 Err(_) => break,
             }
         }
+        if batch.is_empty() {
+            skipped = Some(last_seq);
+            continue;
+        }
         apply_batch(&part.pool, part.partition, part.partitions, &batch).await?;
-        let label = part.partition.to_string();
+        if last_seq > batch.last().map_or(0, Entry::seq) {
+            skipped = Some(last_seq);
+        } else {
+            skipped = None;
+            flushed = Instant::now();
+        }
         metrics::gauge!("fe_projector_lag_commits", "partition" => label.clone())
             .set(pending as f64);
-        metrics::gauge!("fe_projector_checkpoint", "partition" => label)
-            .set(batch.last().map_or(0, Entry::seq) as f64);
+        metrics::gauge!("fe_projector_checkpoint", "partition" => label.clone())
+            .set(last_seq as f64);
     }
+}
+
+/// Moves the checkpoint over positions that held nothing of this partition.
+async fn advance_only(pool: &PgPool, partition: u32, seq: u64) -> Result<(), ProjectorError> {
+    let mut tx = pool.begin().await?;
+    let done = projection::lock_partition(&mut tx, partition).await?;
+    if seq > done {
+        projection::advance_partition(&mut tx, partition, seq).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// Applies the commits of `batch` that belong to `partition` in one transaction and moves the

@@ -124,7 +124,7 @@ pub async fn replay_with_partitions(
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                 .bind(PARTITION_CLASS)
-                .bind(p as i32)
+                .bind(p)
                 .fetch_one(&mut locks)
                 .await?;
             if got {
@@ -134,7 +134,7 @@ pub async fn replay_with_partitions(
         }
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("TRUNCATE tasks, entries, file_versions, acl_rules, acl_versions, subscriptions, tenant_quotas, audit_events, audit_heads, audit_verification, projection_checkpoints")
+    sqlx::query("TRUNCATE tasks, task_paths, entries, file_versions, acl_rules, acl_versions, subscriptions, tenant_quotas, audit_events, audit_heads, audit_verification, projection_checkpoints")
         .execute(&mut *tx)
         .await?;
     projection::reset_layout(&mut tx, partitions).await?;

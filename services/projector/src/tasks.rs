@@ -5,6 +5,7 @@
 use events::task::{TaskEvent, TaskSpec};
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
 
 use crate::ProjectorError;
 
@@ -89,6 +90,55 @@ pub async fn apply(
         _ => return Ok(()),
     };
     q.execute(&mut **tx).await?;
+    task_paths(tx, tenant, task_id, seq, event).await
+}
+
+/// Keeps `task_paths` (the paths of every task, flagged open while it is pending or running)
+/// in step with the task row, for the worker's indexed overlap check.
+async fn task_paths(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &str,
+    task_id: Uuid,
+    seq: i64,
+    event: &TaskEvent,
+) -> Result<(), ProjectorError> {
+    match event {
+        TaskEvent::TaskRequested { spec, .. } => {
+            let paths: Vec<&str> = spec.paths().iter().map(|p| p.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
+                 SELECT $1, $2, p, $4, true FROM unnest($3::text[]) AS p
+                 ON CONFLICT (tenant, task_id, path) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(task_id)
+            .bind(paths)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+        }
+        TaskEvent::TaskSucceeded
+        | TaskEvent::TaskFailed { .. }
+        | TaskEvent::TaskDeadLettered { .. } => {
+            sqlx::query("UPDATE task_paths SET open = false WHERE tenant = $1 AND task_id = $2")
+                .bind(tenant)
+                .bind(task_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        TaskEvent::TaskRetried { .. } => {
+            sqlx::query(
+                "UPDATE task_paths SET open = true, queued_seq = $3
+                 WHERE tenant = $1 AND task_id = $2",
+            )
+            .bind(tenant)
+            .bind(task_id)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+        }
+        _ => {}
+    }
     Ok(())
 }
 

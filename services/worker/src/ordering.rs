@@ -14,7 +14,22 @@ use platform::projection::Projected;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// The overlap question: $1 tenant, $2 the task's queued_seq, $3 its id, $4 its paths and
+/// their ancestors, $5/$6 the lower/upper bounds of the subtrees below its paths.
+pub const OVERLAP_SQL: &str = "SELECT EXISTS (
+    SELECT 1 FROM task_paths t
+     WHERE t.open AND t.tenant = $1 AND t.path = ANY($4::text[])
+       AND t.queued_seq < $2 AND t.task_id <> $3
+    UNION ALL
+    SELECT 1 FROM task_paths t, unnest($5::text[], $6::text[]) AS r(lo, hi)
+     WHERE t.open AND t.tenant = $1 AND t.path >= r.lo AND t.path < r.hi
+       AND t.queued_seq < $2 AND t.task_id <> $3)";
+
 /// Whether an earlier open task on an overlapping path exists right now.
+///
+/// Two index lookups on `task_paths_open` per path of the task, never a scan of the tenant's
+/// backlog: earlier open tasks on the path or one of its ancestors (equality on each of them),
+/// and on anything below it (the byte range `[path/, path0)`, "C" collation).
 pub async fn blocked_by_earlier(
     pool: &PgPool,
     tenant: &TenantId,
@@ -22,19 +37,27 @@ pub async fn blocked_by_earlier(
     queued_seq: u64,
     spec: &TaskSpec,
 ) -> Result<bool, sqlx::Error> {
-    let open: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT spec FROM tasks
-         WHERE tenant = $1 AND status IN ('pending', 'running') AND queued_seq < $2 AND task_id <> $3",
-    )
-    .bind(tenant.as_str())
-    .bind(queued_seq as i64)
-    .bind(task_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(open
-        .into_iter()
-        .filter_map(|v| serde_json::from_value::<TaskSpec>(v).ok())
-        .any(|other| other.overlaps(spec)))
+    let mut same_or_above: Vec<String> = Vec::new();
+    let (mut lows, mut highs): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for path in spec.paths() {
+        same_or_above.extend(path.ancestor_strs().map(str::to_owned));
+        if path.is_root() {
+            lows.push("/".into());
+            highs.push("0".into());
+        } else {
+            lows.push(format!("{path}/"));
+            highs.push(format!("{path}0"));
+        }
+    }
+    sqlx::query_scalar(OVERLAP_SQL)
+        .bind(tenant.as_str())
+        .bind(queued_seq as i64)
+        .bind(task_id)
+        .bind(same_or_above)
+        .bind(lows)
+        .bind(highs)
+        .fetch_one(pool)
+        .await
 }
 
 /// The task's own position in the per-path order (its request or latest retry).

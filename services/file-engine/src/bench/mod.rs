@@ -7,11 +7,16 @@
 //! - `log`: committing a task through the event log (load + optimistic append) vs a raw
 //!   JetStream publish of the same bytes to a stream with the same storage settings.
 //!
+//! - `e2e`: mkdir requested → succeeded through the whole platform, commands/s and p50/p99,
+//!   with 1 projection partition and with `FE_PARTITIONS` (rebuilds the read models: scratch
+//!   servers only).
+//!
 //! The log bench writes to the configured NATS server: point `FE_NATS_URL` at a scratch
 //! server (the README's bench command starts one), never at production.
 
 mod acl;
 mod log;
+mod projection;
 mod upload;
 
 use std::time::Duration;
@@ -50,6 +55,9 @@ pub async fn run(
     }
     if wants("log") {
         log::run(&nats_url, if quick { 200 } else { 2_000 }).await?;
+    }
+    if wants("e2e") {
+        projection::run(config.clone(), if quick { 10 } else { 100 }).await?;
     }
     if wants("upload") {
         let (large, scan) = if quick {
