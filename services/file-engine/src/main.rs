@@ -43,13 +43,20 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Measure performance against raw baselines (use a scratch NATS server).
+    /// Measure every throughput/latency scenario against raw baselines, on scratch servers
+    /// it starts itself (nats-server, PostgreSQL database, clamd).
     Bench {
-        /// Sections to run (acl, log); all when omitted.
+        /// Sections to run (accept, latency, burst, uploads, log, acl, upload); all when omitted.
         sections: Vec<String>,
-        /// Fewer samples, for a smoke run.
+        /// Fewer samples: the whole run in under 2 minutes.
         #[arg(long)]
         quick: bool,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Exit non-zero when any target is missed.
+        #[arg(long)]
+        check: bool,
     },
     /// Mint a development token signed with a local private key (never for production).
     DevToken {
@@ -107,8 +114,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::AuditVerify { tenant } => audit_verify(config, tenant).await,
-        Command::Bench { sections, quick } => {
-            file_engine::bench::run(config, &sections, quick).await
+        Command::Bench {
+            sections,
+            quick,
+            json,
+            check,
+        } => {
+            let opts = file_engine::bench::Options { quick, json, check };
+            file_engine::bench::run(&sections, opts).await
         }
         Command::DevToken {
             private_key,
