@@ -82,7 +82,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env().context("reading configuration")?;
     // Held to the end of `main`: dropping it flushes the spans still queued for export.
-    let _telemetry = platform::telemetry::init(&config.log_level, config.otlp_endpoint.as_deref());
+    // The bench prints a report: the platforms it starts log errors only, unless asked.
+    let log_level = match cli.command {
+        Command::Bench { .. } if std::env::var_os("FE_LOG_LEVEL").is_none() => "error",
+        _ => config.log_level.as_str(),
+    };
+    let _telemetry = platform::telemetry::init(log_level, config.otlp_endpoint.as_deref());
     match cli.command {
         Command::Api => run(config, &[Role::Api]).await,
         Command::Projector => run(config, &[Role::Projector]).await,

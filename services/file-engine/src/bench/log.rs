@@ -98,6 +98,14 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
             .await
         };
         let mut commits = commits;
+        let mut loading = {
+            let (log, tenant) = (log.clone(), tenant.clone());
+            closed_loop(concurrency, stop, move |i| {
+                let (log, tenant) = (log.clone(), tenant.clone());
+                async move { commit_loading_first(&log, &tenant, i).await }
+            })
+            .await
+        };
         let pes = {
             let (repo, tenant) = (postgres_es.clone(), tenant.clone());
             closed_loop(concurrency, stop, move |i| {
@@ -128,6 +136,23 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
             .conditions(concurrency, body.len(), commits.results.len())
             .target(Target::RatioAtLeast { value: 0.7 })
             .note(note.trim().to_owned())
+            .build(),
+            opts.json,
+        );
+        report.add(
+            FigureBuilder::new(
+                "log",
+                format!("new-task commit without load, {concurrency} in flight"),
+                "/s",
+            )
+            .measured(commits.rate(), None)
+            .baseline(
+                "load + append commits/s",
+                loading.rate(),
+                Latency::of(&mut loading.latencies),
+            )
+            .conditions(concurrency, body.len(), loading.results.len())
+            .note(loading.error_note())
             .build(),
             opts.json,
         );
@@ -184,6 +209,20 @@ fn metadata() -> HashMap<String, String> {
 async fn commit_new_task(log: &EventLog, tenant: &TenantId, i: usize) -> anyhow::Result<()> {
     let task_id = uuid::Uuid::now_v7();
     log.execute_new::<Task>(
+        &aggregate_id(tenant, &task_id.to_string()),
+        request(tenant, task_id, i)?,
+        &(),
+        metadata(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The general path: load the aggregate (one subject lookup), then append.
+async fn commit_loading_first(log: &EventLog, tenant: &TenantId, i: usize) -> anyhow::Result<()> {
+    let task_id = uuid::Uuid::now_v7();
+    log.execute::<Task>(
         &aggregate_id(tenant, &task_id.to_string()),
         request(tenant, task_id, i)?,
         &(),
