@@ -104,6 +104,7 @@ pub async fn request_task(
     key: Option<IdempotencyKey>,
     body_hash: Option<String>,
 ) -> Result<Requested, ApiError> {
+    let key_given = key.is_some();
     let task_id = match &key {
         Some(k) => task_id_for_idempotency_key(&caller.tenant, &caller.subject, k),
         None => Uuid::now_v7(),
@@ -118,11 +119,15 @@ pub async fn request_task(
         requested_at: Utc::now(),
     };
     let id = aggregate_id(&caller.tenant, &task_id.to_string());
-    match state
-        .log
-        .execute::<Task>(&id, command, &(), event_metadata(caller))
-        .await
-    {
+    let metadata = event_metadata(caller);
+    // A fresh UUIDv7 names an aggregate that cannot exist yet: append without loading it.
+    // An idempotency key maps to a name-based id that may exist (a replay): load it first.
+    let executed = if key_given {
+        state.log.execute::<Task>(&id, command, &(), metadata).await
+    } else {
+        state.log.execute_new::<Task>(&id, command, &(), metadata).await
+    };
+    match executed {
         Ok(executed) => {
             let replay = executed.events.is_empty();
             if !replay {
