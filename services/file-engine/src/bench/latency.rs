@@ -31,6 +31,8 @@ pub async fn run(report: &mut Report, opts: &Options, max_rate: Option<f64>) -> 
     let rate = max_rate.map_or(FALLBACK_RATE, |r| (r / 2.0).max(1.0));
     let seconds = if opts.quick { 3.0 } else { 15.0 };
     let total = (rate * seconds).ceil() as usize;
+    // A request not done by then counts as an error (the platform could not keep up).
+    let give_up = Duration::from_secs(if opts.quick { 30 } else { 120 });
     let app = env::spawn(
         Sync::Always,
         &[Role::Api, Role::Projector, Role::Worker],
@@ -62,7 +64,7 @@ pub async fn run(report: &mut Report, opts: &Options, max_rate: Option<f64>) -> 
                 let task = submit(&http, &base, token, &mkdir_body("latency", i)).await?;
                 let accepted = sent.elapsed();
                 let status =
-                    wait_terminal(&http, &base, token, task, Duration::from_secs(120)).await?;
+                    wait_terminal(&http, &base, token, task, give_up).await?;
                 anyhow::ensure!(status == "succeeded", "task {task} ended {status}");
                 Ok((accepted, sent.elapsed()))
             }

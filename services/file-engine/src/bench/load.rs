@@ -154,8 +154,12 @@ pub async fn wait_terminal(
 ) -> anyhow::Result<String> {
     let end = Instant::now() + deadline;
     loop {
+        let wait = end
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .clamp(1, 30);
         let v: serde_json::Value = http
-            .get(format!("{base}/v1/tasks/{task}?wait=30"))
+            .get(format!("{base}/v1/tasks/{task}?wait={wait}"))
             .bearer_auth(token)
             .send()
             .await?

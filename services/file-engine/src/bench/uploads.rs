@@ -29,7 +29,7 @@ fn file(seed: u64) -> Vec<u8> {
 }
 
 pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
-    let n = if opts.quick { 300 } else { 3_000 };
+    let n = if opts.quick { 200 } else { 3_000 };
     let app = env::spawn(
         Sync::Always,
         &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
