@@ -621,7 +621,10 @@ fn a_token_verified_before_is_answered_from_the_cache_but_a_changed_one_is_not()
     let (_, rest) = token.split_once('.').unwrap();
     let (_, sig) = rest.split_once('.').unwrap();
     let header = token.split('.').next().unwrap();
-    let swapped = format!("{header}.{}.{sig}", b64(&claims(json!({"tenant": "other"}))));
+    let swapped = format!(
+        "{header}.{}.{sig}",
+        b64(&claims(json!({"tenant": "other"})))
+    );
     assert_eq!(v.verify(&swapped).unwrap_err(), AuthError::BadSignature);
     // A token expired beyond the leeway is refused even after a cache miss.
     let expired = keys.token_with(claims(json!({"exp": now() - 31})));

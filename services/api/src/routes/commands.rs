@@ -125,7 +125,10 @@ pub async fn request_task(
     let executed = if key_given {
         state.log.execute::<Task>(&id, command, &(), metadata).await
     } else {
-        state.log.execute_new::<Task>(&id, command, &(), metadata).await
+        state
+            .log
+            .execute_new::<Task>(&id, command, &(), metadata)
+            .await
     };
     match executed {
         Ok(executed) => {

@@ -42,9 +42,11 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<f64> {
         })
         .await;
         let timed = send.clone();
-        let mut api = closed_loop(CLIENTS, Stop::After(Duration::from_secs(seconds)), move |i| {
-            timed(i)
-        })
+        let mut api = closed_loop(
+            CLIENTS,
+            Stop::After(Duration::from_secs(seconds)),
+            move |i| timed(i),
+        )
         .await;
         let js = app.platform.log.jetstream().clone();
         let payload = last_commit_size(&js).await?;
@@ -64,21 +66,25 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<f64> {
             always_rate = api.rate();
         }
         report.add(
-            FigureBuilder::new("accept", format!("mkdir accepted/s ({})", sync.label()), "/s")
-                .measured(api.rate(), Latency::of(&mut api.latencies))
-                .baseline(
-                    format!("raw acked publish/s ({})", sync.label()),
-                    raw.rate(),
-                    Latency::of(&mut raw.latencies),
-                )
-                .conditions(CLIENTS, payload, api.results.len())
-                .target(target)
-                .note(format!(
-                    "api role only, {TENANTS} tenants, ES256 tokens; {} {}",
-                    api.error_note(),
-                    raw.error_note()
-                ))
-                .build(),
+            FigureBuilder::new(
+                "accept",
+                format!("mkdir accepted/s ({})", sync.label()),
+                "/s",
+            )
+            .measured(api.rate(), Latency::of(&mut api.latencies))
+            .baseline(
+                format!("raw acked publish/s ({})", sync.label()),
+                raw.rate(),
+                Latency::of(&mut raw.latencies),
+            )
+            .conditions(CLIENTS, payload, api.results.len())
+            .target(target)
+            .note(format!(
+                "api role only, {TENANTS} tenants, ES256 tokens; {} {}",
+                api.error_note(),
+                raw.error_note()
+            ))
+            .build(),
             opts.json,
         );
         app.stop().await;

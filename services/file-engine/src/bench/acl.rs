@@ -79,12 +79,16 @@ fn in_process(report: &mut Report, opts: &Options) {
     }
     let latency = Latency::of(&mut times);
     report.add(
-        FigureBuilder::new("acl", format!("in-process decision p99, {RULES} rules"), "µs")
-            .measured(latency.map_or(f64::INFINITY, |l| l.p99_us as f64), latency)
-            .conditions(1, 0, samples)
-            .target(Target::AtMost { value: 10.0 })
-            .note(format!("depth {DEPTH}; allowed {allowed}/{samples}"))
-            .build(),
+        FigureBuilder::new(
+            "acl",
+            format!("in-process decision p99, {RULES} rules"),
+            "µs",
+        )
+        .measured(latency.map_or(f64::INFINITY, |l| l.p99_us as f64), latency)
+        .conditions(1, 0, samples)
+        .target(Target::AtMost { value: 10.0 })
+        .note(format!("depth {DEPTH}; allowed {allowed}/{samples}"))
+        .build(),
         opts.json,
     );
 }
@@ -174,7 +178,12 @@ async fn over_http(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
         let took = started.elapsed();
         anyhow::ensure!(matches!(status, 200 | 403 | 404), "stat answered {status}");
         let started = Instant::now();
-        app.http.get(app.url("/healthz")).send().await?.bytes().await?;
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
         let floor_took = started.elapsed();
         // The first requests warm the connection and load the rules into the cache.
         if i >= 100 {
@@ -190,19 +199,23 @@ async fn over_http(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
     let latency = Latency::of(&mut stat);
     let floor_latency = Latency::of(&mut floor);
     report.add(
-        FigureBuilder::new("acl", format!("non-admin request p99, {rule_count} rules"), "µs")
-            .measured(latency.map_or(f64::INFINITY, |l| l.p99_us as f64), latency)
-            .baseline(
-                "GET /healthz p99 (µs)",
-                floor_latency.map_or(0.0, |l| l.p99_us as f64),
-                floor_latency,
-            )
-            .conditions(1, 0, samples)
-            .target(Target::AtMost { value: 1000.0 })
-            .note(format!(
-                "GET /v1/stat on {DEPTH}-segment paths: {allowed} allowed (404/200), {denied} denied"
-            ))
-            .build(),
+        FigureBuilder::new(
+            "acl",
+            format!("non-admin request p99, {rule_count} rules"),
+            "µs",
+        )
+        .measured(latency.map_or(f64::INFINITY, |l| l.p99_us as f64), latency)
+        .baseline(
+            "GET /healthz p99 (µs)",
+            floor_latency.map_or(0.0, |l| l.p99_us as f64),
+            floor_latency,
+        )
+        .conditions(1, 0, samples)
+        .target(Target::AtMost { value: 1000.0 })
+        .note(format!(
+            "GET /v1/stat on {DEPTH}-segment paths: {allowed} allowed (404/200), {denied} denied"
+        ))
+        .build(),
         opts.json,
     );
     app.stop().await;

@@ -178,7 +178,12 @@ async fn raw_ordered_read(
         let msg = msg?;
         commits += 1;
         events += event_types(msg.headers.as_ref()).len();
-        if msg.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence >= last {
+        if msg
+            .info()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .stream_sequence
+            >= last
+        {
             break;
         }
     }

@@ -63,8 +63,7 @@ pub async fn run(report: &mut Report, opts: &Options, max_rate: Option<f64>) -> 
             let result = async {
                 let task = submit(&http, &base, token, &mkdir_body("latency", i)).await?;
                 let accepted = sent.elapsed();
-                let status =
-                    wait_terminal(&http, &base, token, task, give_up).await?;
+                let status = wait_terminal(&http, &base, token, task, give_up).await?;
                 anyhow::ensure!(status == "succeeded", "task {task} ended {status}");
                 Ok((accepted, sent.elapsed()))
             }
@@ -86,7 +85,9 @@ pub async fn run(report: &mut Report, opts: &Options, max_rate: Option<f64>) -> 
     let mut s = samples.lock().await;
     let end_to_end = Latency::of(&mut s.succeeded);
     let accepted = Latency::of(&mut s.accepted);
-    let ms = |l: Option<Latency>, f: fn(&Latency) -> u64| l.map_or(f64::INFINITY, |l| f(&l) as f64 / 1000.0);
+    let ms = |l: Option<Latency>, f: fn(&Latency) -> u64| {
+        l.map_or(f64::INFINITY, |l| f(&l) as f64 / 1000.0)
+    };
     let note = format!(
         "open loop at {rate:.0}/s{}; {}",
         if max_rate.is_none() {
@@ -100,7 +101,11 @@ pub async fn run(report: &mut Report, opts: &Options, max_rate: Option<f64>) -> 
         }
     );
     for (name, pick, target) in [
-        ("request → succeeded p50", (|l: &Latency| l.p50_us) as fn(&Latency) -> u64, 10.0),
+        (
+            "request → succeeded p50",
+            (|l: &Latency| l.p50_us) as fn(&Latency) -> u64,
+            10.0,
+        ),
         ("request → succeeded p99", |l: &Latency| l.p99_us, 50.0),
     ] {
         report.add(

@@ -37,7 +37,9 @@ pub struct Options {
 }
 
 /// The sections in the order they run; `latency` uses the rate `accept` measured.
-pub const SECTIONS: [&str; 7] = ["accept", "latency", "burst", "uploads", "log", "acl", "upload"];
+pub const SECTIONS: [&str; 7] = [
+    "accept", "latency", "burst", "uploads", "log", "acl", "upload",
+];
 
 /// Runs the chosen sections (all when `which` is empty) and prints the report; with `check`,
 /// an error when any target was missed.
@@ -56,7 +58,11 @@ pub async fn run(which: &[String], opts: Options) -> anyhow::Result<()> {
         figures: Vec::new(),
     };
     if !opts.json {
-        println!("file-engine bench on {}{}", report.machine, if opts.quick { " (quick)" } else { "" });
+        println!(
+            "file-engine bench on {}{}",
+            report.machine,
+            if opts.quick { " (quick)" } else { "" }
+        );
     }
     let mut max_rate = None;
     if wants("accept") {

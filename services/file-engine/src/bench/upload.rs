@@ -82,7 +82,11 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
 
 /// The large upload runs against the API role alone: nothing scans (or refuses to scan) it in
 /// the background, and the platform is stopped before the scan figure is taken.
-async fn large_upload(report: &mut Report, opts: &Options, upload_bytes: u64) -> anyhow::Result<()> {
+async fn large_upload(
+    report: &mut Report,
+    opts: &Options,
+    upload_bytes: u64,
+) -> anyhow::Result<()> {
     let app = env::spawn(
         Sync::Always,
         &[Role::Api],
@@ -113,7 +117,10 @@ async fn large_upload(report: &mut Report, opts: &Options, upload_bytes: u64) ->
     let started = Instant::now();
     let resp = app
         .http
-        .put(app.url(&format!("/v1/files/bench/large-{}.pdf", uuid::Uuid::now_v7())))
+        .put(app.url(&format!(
+            "/v1/files/bench/large-{}.pdf",
+            uuid::Uuid::now_v7()
+        )))
         .bearer_auth(&bearer)
         .body(reqwest::Body::wrap_stream(chunks(upload_bytes, 1)))
         .send()
@@ -130,15 +137,19 @@ async fn large_upload(report: &mut Report, opts: &Options, upload_bytes: u64) ->
         .saturating_sub(rss_before);
     let mib = upload_bytes as f64 / (1024.0 * 1024.0);
     report.add(
-        FigureBuilder::new("upload", format!("{mib:.0} MiB streamed upload, MiB/s"), "MiB/s")
-            .measured(mib / took.as_secs_f64(), None)
-            .baseline("raw write + fsync, MiB/s", mib / raw.as_secs_f64(), None)
-            .conditions(1, upload_bytes as usize, 1)
-            .note(format!(
-                "RSS growth while streaming {:.1} MiB",
-                growth as f64 / 1048576.0
-            ))
-            .build(),
+        FigureBuilder::new(
+            "upload",
+            format!("{mib:.0} MiB streamed upload, MiB/s"),
+            "MiB/s",
+        )
+        .measured(mib / took.as_secs_f64(), None)
+        .baseline("raw write + fsync, MiB/s", mib / raw.as_secs_f64(), None)
+        .conditions(1, upload_bytes as usize, 1)
+        .note(format!(
+            "RSS growth while streaming {:.1} MiB",
+            growth as f64 / 1048576.0
+        ))
+        .build(),
         opts.json,
     );
     report.add(
@@ -164,8 +175,10 @@ async fn scan_overhead(report: &mut Report, opts: &Options, bytes: u64) -> anyho
     )
     .await?;
     let bearer = app.token("bench", "bench", &["admin"]);
-    let clamd =
-        scanner::ClamdClient::new(app.platform.config.clamd_addr.clone(), Duration::from_secs(300));
+    let clamd = scanner::ClamdClient::new(
+        app.platform.config.clamd_addr.clone(),
+        Duration::from_secs(300),
+    );
     // clamd caches verdicts by content hash: the direct scan and the pipeline get different
     // bytes of the same size, so neither is answered from that cache.
     let direct_data = collect(bytes, 2).await?;
@@ -179,25 +192,43 @@ async fn scan_overhead(report: &mut Report, opts: &Options, bytes: u64) -> anyho
     );
     let resp = app
         .http
-        .put(app.url(&format!("/v1/files/bench/scan-{}.pdf", uuid::Uuid::now_v7())))
+        .put(app.url(&format!(
+            "/v1/files/bench/scan-{}.pdf",
+            uuid::Uuid::now_v7()
+        )))
         .bearer_auth(&bearer)
         .body(data)
         .send()
         .await?;
     let accepted = Instant::now();
-    anyhow::ensure!(resp.status().as_u16() == 202, "upload answered {}", resp.status());
+    anyhow::ensure!(
+        resp.status().as_u16() == 202,
+        "upload answered {}",
+        resp.status()
+    );
     let task = task_id_of(resp).await?;
-    let end = wait_terminal(&app.http, &app.base, &bearer, task, Duration::from_secs(300)).await?;
+    let end = wait_terminal(
+        &app.http,
+        &app.base,
+        &bearer,
+        task,
+        Duration::from_secs(300),
+    )
+    .await?;
     anyhow::ensure!(end == "succeeded", "scan bench task ended {end}");
     let pipeline = accepted.elapsed();
     let mib = bytes as f64 / 1048576.0;
     report.add(
-        FigureBuilder::new("upload", format!("{mib:.0} MiB accepted → available, s"), "s")
-            .measured(pipeline.as_secs_f64(), None)
-            .baseline("direct clamd INSTREAM, s", direct.as_secs_f64(), None)
-            .conditions(1, bytes as usize, 1)
-            .note("scan + promote + projections; nothing else runs on this platform")
-            .build(),
+        FigureBuilder::new(
+            "upload",
+            format!("{mib:.0} MiB accepted → available, s"),
+            "s",
+        )
+        .measured(pipeline.as_secs_f64(), None)
+        .baseline("direct clamd INSTREAM, s", direct.as_secs_f64(), None)
+        .conditions(1, bytes as usize, 1)
+        .note("scan + promote + projections; nothing else runs on this platform")
+        .build(),
         opts.json,
     );
     app.stop().await;
