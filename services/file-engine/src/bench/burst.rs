@@ -8,6 +8,7 @@
 //! - With the roles stopped, the read models are rebuilt from that log (`replay`) and
 //!   compared with a raw ordered read of the same stream (events/s).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use platform::event_log::event_types;
 use platform::streams::EVENTS_STREAM;
 
 use super::accept::{CLIENTS, TENANTS};
-use super::census::follow_outcomes;
+use super::census::follow_outcomes_counting;
 use super::env::{self, Sync};
 use super::load::{closed_loop, mkdir_body, submit, Stop};
 use super::report::{FigureBuilder, Latency, Report, Target};
@@ -38,9 +39,10 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
     .await?;
     let js = app.platform.log.jetstream().clone();
     let far = Instant::now() + Duration::from_secs(3600);
+    let progress = Arc::new(AtomicUsize::new(0));
     let mut follower = {
-        let js = js.clone();
-        tokio::spawn(async move { follow_outcomes(&js, n, far).await })
+        let (js, progress) = (js.clone(), progress.clone());
+        tokio::spawn(async move { follow_outcomes_counting(&js, n, far, &progress).await })
     };
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..TENANTS)
@@ -81,7 +83,8 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
         burst.error_note()
     } else {
         format!(
-            "NOT DRAINED: gave up after {drain_limit:?}; {}",
+            "NOT DRAINED: {} of {accepted} terminal {drain_limit:?} after the last acceptance; {}",
+            progress.load(Ordering::Relaxed),
             burst.error_note()
         )
     };

@@ -8,6 +8,7 @@
 //! when it started; only the `Fe-Event-Types` header is looked at, never a body.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures::StreamExt;
@@ -86,6 +87,17 @@ pub async fn follow_outcomes(
     expected: usize,
     deadline: std::time::Instant,
 ) -> anyhow::Result<(usize, std::time::Instant)> {
+    follow_outcomes_counting(js, expected, deadline, &AtomicUsize::new(0)).await
+}
+
+/// [`follow_outcomes`], also publishing the count so far in `progress` (for a caller that
+/// may stop waiting first).
+pub async fn follow_outcomes_counting(
+    js: &async_nats::jetstream::Context,
+    expected: usize,
+    deadline: std::time::Instant,
+    progress: &AtomicUsize,
+) -> anyhow::Result<(usize, std::time::Instant)> {
     let stream = js.get_stream(EVENTS_STREAM).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -109,6 +121,7 @@ pub async fn follow_outcomes(
             .any(|t| matches!(*t, "task.succeeded" | "task.failed" | "task.dead_lettered"));
         if outcome && done.insert(parse_subject(&msg.subject)?.aggregate_id()) {
             last = std::time::Instant::now();
+            progress.store(done.len(), Ordering::Relaxed);
         }
     }
     Ok((done.len(), last))
