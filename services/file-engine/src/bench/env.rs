@@ -127,10 +127,12 @@ impl BenchApp {
         format!("{}{path}", self.base)
     }
 
-    /// Stops the roles (draining in-flight work); the servers stop when `self` is dropped.
+    /// Stops the roles at once; the servers stop when `self` is dropped. Not a graceful
+    /// shutdown: that would wait for a backlog the scenario may have left on purpose, and
+    /// these are scratch servers.
     pub async fn stop_services(&mut self) {
         if let Some(s) = self.services.take() {
-            s.shutdown().await;
+            s.abort();
         }
     }
 
