@@ -171,10 +171,11 @@ impl Config {
             shutdown_timeout_s: parse(&get, "FE_SHUTDOWN_TIMEOUT_S", "25")?,
             ops_addr: get("FE_OPS_ADDR")
                 .map(|v| {
-                    v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                        var: "FE_OPS_ADDR",
-                        reason: e.to_string(),
-                    })
+                    v.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                            var: "FE_OPS_ADDR",
+                            reason: e.to_string(),
+                        })
                 })
                 .transpose()?,
             tenant_quota_bytes: parse(&get, "FE_TENANT_QUOTA_BYTES", "107374182400")?,
