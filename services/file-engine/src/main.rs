@@ -60,13 +60,20 @@ enum Command {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
     },
-    /// Measure performance against raw baselines (use a scratch NATS server).
+    /// Measure every throughput/latency scenario against raw baselines, on scratch servers
+    /// it starts itself (nats-server, PostgreSQL database, clamd).
     Bench {
-        /// Sections to run (acl, log); all when omitted.
+        /// Sections to run (accept, latency, burst, uploads, log, acl, upload); all when omitted.
         sections: Vec<String>,
-        /// Fewer samples, for a smoke run.
+        /// Fewer samples: the whole run in under 2 minutes.
         #[arg(long)]
         quick: bool,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Exit non-zero when any target is missed.
+        #[arg(long)]
+        check: bool,
     },
     /// Snapshot the event stream into a directory (nats-server's stream snapshot; see
     /// deploy/backup/). Back up PostgreSQL first, then the stream.
@@ -161,7 +168,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_args(cli.config).context("reading configuration")?;
     // Held to the end of `main`: dropping it flushes the spans still queued for export.
-    let _telemetry = platform::telemetry::init(&config.log_level, config.otlp_endpoint.as_deref());
+    // The bench prints a report: the platforms it starts log errors only, unless asked.
+    let log_level = match cli.command {
+        Command::Bench { .. } if std::env::var_os("FE_LOG_LEVEL").is_none() => "error",
+        _ => config.log_level.as_str(),
+    };
+    let _telemetry = platform::telemetry::init(log_level, config.otlp_endpoint.as_deref());
     match cli.command {
         Command::Api => run(config, &[Role::Api]).await,
         Command::Projector => run(config, &[Role::Projector]).await,
@@ -231,8 +243,14 @@ async fn main() -> anyhow::Result<()> {
             println!("{} blob(s), {} byte(s) reclaimed", done.blobs, done.bytes);
             Ok(())
         }
-        Command::Bench { sections, quick } => {
-            file_engine::bench::run(config, &sections, quick).await
+        Command::Bench {
+            sections,
+            quick,
+            json,
+            check,
+        } => {
+            let opts = file_engine::bench::Options { quick, json, check };
+            file_engine::bench::run(&sections, opts).await
         }
         Command::Backup { dir } => {
             let nats = async_nats::connect(config.nats_url.as_str()).await?;

@@ -603,3 +603,30 @@ fn minted_tokens_verify() {
         Err(MintError::ClaimsNotObject)
     ));
 }
+
+#[test]
+fn a_token_verified_before_is_answered_from_the_cache_but_a_changed_one_is_not() {
+    let keys = TestKeys::es256();
+    let v = verifier(&keys);
+    let token = keys.token_with(claims(json!({})));
+    let first = v.verify(&token).unwrap();
+    assert_eq!(v.verify(&token).unwrap(), first);
+    // Same header and claims, another signature byte: verified in full, and refused.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    sig[10] ^= 1;
+    let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig));
+    assert_eq!(v.verify(&forged).unwrap_err(), AuthError::BadSignature);
+    // Claims swapped under the verified signature: refused as well.
+    let (_, rest) = token.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let header = token.split('.').next().unwrap();
+    let swapped = format!(
+        "{header}.{}.{sig}",
+        b64(&claims(json!({"tenant": "other"})))
+    );
+    assert_eq!(v.verify(&swapped).unwrap_err(), AuthError::BadSignature);
+    // A token expired beyond the leeway is refused even after a cache miss.
+    let expired = keys.token_with(claims(json!({"exp": now() - 31})));
+    assert_eq!(v.verify(&expired).unwrap_err(), AuthError::Expired);
+}

@@ -52,6 +52,8 @@ pub struct NatsServer {
     extra_config: Option<String>,
     /// Environment of the server process (config files read `$VARS` from it).
     env: Vec<(String, String)>,
+    /// False for a server left at the default fsync policy (benchmarks compare both).
+    fsync_every_write: bool,
 }
 
 impl NatsServer {
@@ -59,6 +61,13 @@ impl NatsServer {
     pub async fn start() -> anyhow::Result<Self> {
         let store = TempDir::new().context("creating a store directory for nats-server")?;
         Self::launch(Store::Owned(store)).await
+    }
+
+    /// Starts a server on a free port with JetStream's default fsync policy (every 2 minutes)
+    /// instead of `sync_interval: always`: for benchmarks that compare the two settings.
+    pub async fn start_with_default_sync() -> anyhow::Result<Self> {
+        let store = TempDir::new().context("creating a store directory for nats-server")?;
+        Self::launch_with(Store::Owned(store), None, Vec::new(), false).await
     }
 
     /// Starts a server on a free port over an existing store directory (for restart tests).
@@ -77,17 +86,18 @@ impl NatsServer {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::launch_with(Store::Owned(store), Some(text), env).await
+        Self::launch_with(Store::Owned(store), Some(text), env, true).await
     }
 
     async fn launch(store: Store) -> anyhow::Result<Self> {
-        Self::launch_with(store, None, Vec::new()).await
+        Self::launch_with(store, None, Vec::new(), true).await
     }
 
     async fn launch_with(
         store: Store,
         extra_config: Option<String>,
         env: Vec<(String, String)>,
+        fsync_every_write: bool,
     ) -> anyhow::Result<Self> {
         let binary = nats_server_binary();
         let version = server_version(&binary).await?;
@@ -102,6 +112,7 @@ impl NatsServer {
             version,
             extra_config,
             env,
+            fsync_every_write,
         };
         crate::process::start_on_a_free_port(server, "nats-server").await
     }
@@ -136,7 +147,7 @@ impl NatsServer {
 
     /// True when the server fsyncs every write (`sync_interval: always`, servers ≥ 2.10).
     pub fn syncs_always(&self) -> bool {
-        supports_sync_always(&self.version)
+        self.fsync_every_write && supports_sync_always(&self.version)
     }
 
     /// The JetStream store directory.

@@ -142,6 +142,7 @@ pub async fn request_task(
     fingerprint: Option<String>,
 ) -> Result<Requested, ApiError> {
     let requested_at = Utc::now();
+    let key_given = key.is_some();
     let task_id = match &key {
         Some(k) => keyed_task_id(state, caller, k, requested_at).await?,
         None => Uuid::now_v7(),
@@ -157,11 +158,18 @@ pub async fn request_task(
         requested_at,
     };
     let id = aggregate_id(&caller.tenant, &task_id.to_string());
-    match state
-        .log
-        .execute::<Task>(&id, command, &(), event_metadata(caller))
-        .await
-    {
+    let metadata = event_metadata(caller);
+    // A fresh UUIDv7 names an aggregate that cannot exist yet: append without loading it.
+    // An idempotency key maps to a name-based id that may exist (a replay): load it first.
+    let executed = if key_given {
+        state.log.execute::<Task>(&id, command, &(), metadata).await
+    } else {
+        state
+            .log
+            .execute_new::<Task>(&id, command, &(), metadata)
+            .await
+    };
+    match executed {
         Ok(executed) => {
             let replay = executed.events.is_empty();
             if !replay {

@@ -1,85 +1,109 @@
-//! `file-engine bench`: performance figures measured as ratios against raw baselines taken in
-//! the same run, so numbers stay comparable across noisy machines.
+//! `file-engine bench`: every scenario of the throughput issue, each figure measured beside a
+//! raw baseline taken in the same run, so numbers stay comparable across noisy machines.
 //!
-//! - `acl`: in-process ACL decision latency (10,000 rules, 32-segment paths), p50/p99.
-//! - `upload`: a 1 GiB streamed upload vs a raw disk write (and memory growth), and the scan
-//!   step vs a direct clamd INSTREAM.
-//! - `log`: committing a task through the event log (load + optimistic append) vs a raw
-//!   JetStream publish of the same bytes to a stream with the same storage settings.
+//! | section | figure | baseline |
+//! |---|---|---|
+//! | `accept` | `mkdir` accepted/s at 64 connections, default sync and sync always | raw acked publishes of the same size |
+//! | `burst` | N `mkdir` then drain: last acceptance → all terminal; completed/s | the burst's acceptance |
+//! | `replay` (with `burst`) | read models rebuilt from that log, events/s | raw ordered read of the stream |
+//! | `latency` | request → `succeeded` p50/p99 at half the measured maximum rate | request → 202 |
+//! | `uploads` | 32 clients, small files, accepted → available/s | direct clamd INSTREAM |
+//! | `log` | event-log commits/s at 1 and 64 in flight | raw acked publish; postgres-es appends |
+//! | `acl` | decision p99 in-process and over HTTP for a non-admin, 10,000 rules | `GET /healthz` |
+//! | `upload` | 1 GiB streamed upload; scan of 100 MiB accepted → available | raw write + fsync; clamd INSTREAM |
 //!
-//! - `e2e`: mkdir requested → succeeded through the whole platform, commands/s and p50/p99,
-//!   with 1 projection partition and with `FE_PARTITIONS` (rebuilds the read models: scratch
-//!   servers only).
-//!
-//! The log bench writes to the configured NATS server: point `FE_NATS_URL` at a scratch
-//! server (the README's bench command starts one), never at production.
+//! Every scenario starts its own scratch servers through the test kit (`env.rs`): nothing is
+//! read from or written to a real installation. `--quick` shrinks samples (under 2 minutes),
+//! `--json` prints one JSON document, `--check` exits non-zero when a target is missed.
 
+mod accept;
 mod acl;
+mod burst;
+pub mod census;
+mod env;
+mod latency;
+mod load;
 mod log;
 mod projection;
+pub mod report;
 mod upload;
+mod uploads;
 
-use std::time::Duration;
+/// How the bench runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub quick: bool,
+    pub json: bool,
+    pub check: bool,
+}
 
-/// Percentile of sorted samples (nearest rank).
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+/// The sections in the order they run; `latency` uses the rate `accept` measured.
+pub const SECTIONS: [&str; 8] = [
+    "accept", "latency", "burst", "uploads", "log", "acl", "upload", "e2e",
+];
+
+/// Runs the chosen sections (all when `which` is empty) and prints the report; with `check`,
+/// an error when any target was missed.
+pub async fn run(which: &[String], opts: Options) -> anyhow::Result<()> {
+    for w in which {
+        anyhow::ensure!(
+            SECTIONS.contains(&w.as_str()),
+            "unknown bench section {w:?}; sections: {}",
+            SECTIONS.join(", ")
+        );
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-pub fn report(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort_unstable();
-    let (p50, p99) = (percentile(samples, 50.0), percentile(samples, 99.0));
-    println!(
-        "{name:<40} n={:<8} p50={:>10.2?} p99={:>10.2?}",
-        samples.len(),
-        p50,
-        p99
-    );
-    (p50, p99)
-}
-
-pub async fn run(
-    config: platform::config::Config,
-    which: &[String],
-    quick: bool,
-) -> anyhow::Result<()> {
-    let nats_url = config.nats_url.clone();
-    let all = which.is_empty();
-    let wants = |n: &str| all || which.iter().any(|w| w == n);
-    if wants("acl") {
-        acl::run(if quick { 20_000 } else { 200_000 });
+    let wants = |n: &str| which.is_empty() || which.iter().any(|w| w == n);
+    let mut report = report::Report {
+        machine: report::machine(),
+        quick: opts.quick,
+        figures: Vec::new(),
+    };
+    if !opts.json {
+        println!(
+            "file-engine bench on {}{}",
+            report.machine,
+            if opts.quick { " (quick)" } else { "" }
+        );
+    }
+    let mut max_rate = None;
+    if wants("accept") {
+        max_rate = Some(accept::run(&mut report, &opts).await?);
+    }
+    if wants("latency") {
+        latency::run(&mut report, &opts, max_rate).await?;
+    }
+    if wants("burst") {
+        burst::run(&mut report, &opts).await?;
+    }
+    if wants("uploads") {
+        uploads::run(&mut report, &opts).await?;
     }
     if wants("log") {
-        log::run(&nats_url, if quick { 200 } else { 2_000 }).await?;
+        log::run(&mut report, &opts).await?;
     }
-    if wants("e2e") {
-        projection::run(config.clone(), if quick { 10 } else { 100 }).await?;
+    if wants("acl") {
+        acl::run(&mut report, &opts).await?;
     }
     if wants("upload") {
-        let (large, scan) = if quick {
-            (64 << 20, 16 << 20)
-        } else {
-            (1 << 30, 100 << 20)
-        };
-        upload::run(config, large, scan).await?;
+        upload::run(&mut report, &opts).await?;
+    }
+    if wants("e2e") {
+        // mkdir requested → succeeded with 1 and with FE_PARTITIONS projection partitions, on
+        // scratch servers of its own (it rebuilds the read models between the two runs).
+        let scratch = env::spawn(env::Sync::Always, &[], false, &[]).await?;
+        let config = scratch.platform.config.clone();
+        projection::run(config, if opts.quick { 10 } else { 100 }).await?;
+        scratch.stop().await;
+    }
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print_summary();
+    }
+    let missed = report.missed();
+    if opts.check && !missed.is_empty() {
+        let names: Vec<&str> = missed.iter().map(|f| f.name.as_str()).collect();
+        anyhow::bail!("{} target(s) missed: {}", missed.len(), names.join("; "));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let s: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
-        assert_eq!(percentile(&s, 50.0), Duration::from_micros(50));
-        assert_eq!(percentile(&s, 99.0), Duration::from_micros(99));
-        assert_eq!(percentile(&s, 100.0), Duration::from_micros(100));
-        assert_eq!(percentile(&[], 99.0), Duration::ZERO);
-    }
 }

@@ -118,7 +118,7 @@ pub async fn run(mut config: Config, per_tenant: usize) -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for partitions in [1, configured] {
         let (rate, mut latencies) = measure(&config, &secret, partitions, per_tenant).await?;
-        let (p50, p99) = super::report(
+        let (p50, p99) = summarize(
             &format!("e2e mkdir, {partitions} partition(s)"),
             &mut latencies,
         );
@@ -134,4 +134,21 @@ pub async fn run(mut config: Config, per_tenant: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sorts the samples, prints p50/p99 and returns them.
+fn summarize(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len().saturating_sub(1)) as f64 * q).round() as usize;
+        samples.get(i).copied().unwrap_or_default()
+    };
+    let (p50, p99) = (at(0.50), at(0.99));
+    println!(
+        "{name:<40} n={:<8} p50={:>10.2?} p99={:>10.2?}",
+        samples.len(),
+        p50,
+        p99
+    );
+    (p50, p99)
 }

@@ -5,18 +5,22 @@
 //! - the scan step (upload accepted → file available) vs a direct clamd INSTREAM of the same
 //!   bytes.
 //!
-//! It starts the whole platform in-process against the configured NATS, PostgreSQL and clamd
-//! (`FE_*`), with a throwaway HS256 development key for its own token.
+//! Each figure gets its own scratch platform (`env.rs`): the large upload runs against the
+//! API role alone and is stopped before the scan figure is taken, so the scan baseline never
+//! runs while an oversized upload is still being refused by clamd in the background.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use platform::config::Config;
 use rand::RngCore;
 
-use crate::{start, Platform, Role};
+use super::env::{self, Sync};
+use super::load::{task_id_of, wait_terminal};
+use super::report::{FigureBuilder, Report, Target};
+use super::Options;
+use crate::Role;
 
 const CHUNK: usize = 1 << 20;
 
@@ -66,41 +70,38 @@ fn raw_disk_write(dir: &std::path::Path, total: u64, seed: u64) -> anyhow::Resul
     Ok(took)
 }
 
-fn token(secret: &str) -> anyhow::Result<String> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = serde_json::json!({"sub": "bench", "tenant": "bench", "roles": ["admin"], "iss": "fe-bench", "aud": "fe-bench", "exp": now + 3600});
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )?)
+pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
+    let (large, scan) = if opts.quick {
+        (64 << 20, 16 << 20)
+    } else {
+        (1 << 30, 100 << 20)
+    };
+    large_upload(report, opts, large).await?;
+    scan_overhead(report, opts, scan).await
 }
 
-pub async fn run(mut config: Config, upload_bytes: u64, scan_bytes: u64) -> anyhow::Result<()> {
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let secret = hex::encode(secret);
-    config.jwt_dev_hs256_secret = Some(secret.clone());
-    config.jwt_public_keys = None;
-    config.jwt_issuer = Some("fe-bench".into());
-    config.jwt_audience = Some("fe-bench".into());
-    config.http_addr = "127.0.0.1:0".parse()?;
-    config.max_upload_bytes = upload_bytes.max(scan_bytes) + 1;
-    let storage_dir = config
+/// The large upload runs against the API role alone: nothing scans (or refuses to scan) it in
+/// the background, and the platform is stopped before the scan figure is taken.
+async fn large_upload(
+    report: &mut Report,
+    opts: &Options,
+    upload_bytes: u64,
+) -> anyhow::Result<()> {
+    let app = env::spawn(
+        Sync::Always,
+        &[Role::Api],
+        false,
+        &[("FE_MAX_UPLOAD_BYTES", (upload_bytes + 1).to_string())],
+    )
+    .await?;
+    let storage_dir = app
+        .platform
+        .config
         .storage
         .strip_prefix("local:")
         .map(std::path::PathBuf::from)
         .context("the upload bench needs local storage")?;
-    let platform = Platform::connect(config).await?;
-    let services = start(
-        &platform,
-        &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
-    )
-    .await?;
-    let base = format!("http://{}", services.http_addr.context("api address")?);
-    let http = reqwest::Client::new();
-    let bearer = token(&secret)?;
-
+    let bearer = app.token("bench", "bench", &["admin"]);
     let raw = raw_disk_write(&storage_dir, upload_bytes, 1)?;
     let rss_before = rss_bytes();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
@@ -114,11 +115,12 @@ pub async fn run(mut config: Config, upload_bytes: u64, scan_bytes: u64) -> anyh
         })
     };
     let started = Instant::now();
-    let resp = http
-        .put(format!(
-            "{base}/v1/files/bench/large-{}.pdf",
+    let resp = app
+        .http
+        .put(app.url(&format!(
+            "/v1/files/bench/large-{}.pdf",
             uuid::Uuid::now_v7()
-        ))
+        )))
         .bearer_auth(&bearer)
         .body(reqwest::Body::wrap_stream(chunks(upload_bytes, 1)))
         .send()
@@ -134,34 +136,49 @@ pub async fn run(mut config: Config, upload_bytes: u64, scan_bytes: u64) -> anyh
         .load(std::sync::atomic::Ordering::Relaxed)
         .saturating_sub(rss_before);
     let mib = upload_bytes as f64 / (1024.0 * 1024.0);
-    println!(
-        "upload {mib:.0} MiB via API: {:.2?} ({:.0} MiB/s); raw write+fsync: {:.2?} ({:.0} MiB/s)",
-        took,
-        mib / took.as_secs_f64(),
-        raw,
-        mib / raw.as_secs_f64()
+    report.add(
+        FigureBuilder::new(
+            "upload",
+            format!("{mib:.0} MiB streamed upload, MiB/s"),
+            "MiB/s",
+        )
+        .measured(mib / took.as_secs_f64(), None)
+        .baseline("raw write + fsync, MiB/s", mib / raw.as_secs_f64(), None)
+        .conditions(1, upload_bytes as usize, 1)
+        .note(format!(
+            "RSS growth while streaming {:.1} MiB",
+            growth as f64 / 1048576.0
+        ))
+        .build(),
+        opts.json,
     );
-    println!(
-        "  ratio api/raw time: {:.2}x; RSS growth while streaming: {:.1} MiB (target < 64 MiB: {})",
-        took.as_secs_f64() / raw.as_secs_f64(),
-        growth as f64 / 1048576.0,
-        if growth < 64 << 20 { "met" } else { "MISSED" }
+    report.add(
+        FigureBuilder::new("upload", "RSS growth while streaming, MiB", "MiB")
+            .measured(growth as f64 / 1048576.0, None)
+            .conditions(1, upload_bytes as usize, 1)
+            .target(Target::AtMost { value: 64.0 })
+            .build(),
+        opts.json,
     );
-
-    scan_overhead(&platform, &http, &base, &bearer, scan_bytes).await?;
-    services.shutdown().await;
+    app.stop().await;
     Ok(())
 }
 
-async fn scan_overhead(
-    platform: &Platform,
-    http: &reqwest::Client,
-    base: &str,
-    bearer: &str,
-    bytes: u64,
-) -> anyhow::Result<()> {
-    let clamd =
-        scanner::ClamdClient::new(platform.config.clamd_addr.clone(), Duration::from_secs(300));
+/// Upload accepted → available vs a direct clamd INSTREAM of bytes of the same size, on a
+/// fresh platform where this upload is the only work.
+async fn scan_overhead(report: &mut Report, opts: &Options, bytes: u64) -> anyhow::Result<()> {
+    let app = env::spawn(
+        Sync::Always,
+        &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
+        true,
+        &[("FE_MAX_UPLOAD_BYTES", (bytes + 1).to_string())],
+    )
+    .await?;
+    let bearer = app.token("bench", "bench", &["admin"]);
+    let clamd = scanner::ClamdClient::new(
+        app.platform.config.clamd_addr.clone(),
+        Duration::from_secs(300),
+    );
     // clamd caches verdicts by content hash: the direct scan and the pipeline get different
     // bytes of the same size, so neither is answered from that cache.
     let direct_data = collect(bytes, 2).await?;
@@ -173,41 +190,48 @@ async fn scan_overhead(
         matches!(verdict, scanner::Verdict::Clean),
         "the bench bytes were not clean"
     );
-
-    let resp = http
-        .put(format!(
-            "{base}/v1/files/bench/scan-{}.pdf",
+    let resp = app
+        .http
+        .put(app.url(&format!(
+            "/v1/files/bench/scan-{}.pdf",
             uuid::Uuid::now_v7()
-        ))
-        .bearer_auth(bearer)
+        )))
+        .bearer_auth(&bearer)
         .body(data)
         .send()
         .await?;
     let accepted = Instant::now();
-    let body: serde_json::Value = resp.json().await?;
-    let task = body["task_id"].as_str().context("task id")?.to_owned();
-    loop {
-        let t: serde_json::Value = http
-            .get(format!("{base}/v1/tasks/{task}?wait=30"))
-            .bearer_auth(bearer)
-            .send()
-            .await?
-            .json()
-            .await?;
-        match t["status"].as_str() {
-            Some("succeeded") => break,
-            Some("failed" | "dead_lettered") => anyhow::bail!("scan bench task ended {t}"),
-            _ => {}
-        }
-    }
+    anyhow::ensure!(
+        resp.status().as_u16() == 202,
+        "upload answered {}",
+        resp.status()
+    );
+    let task = task_id_of(resp).await?;
+    let end = wait_terminal(
+        &app.http,
+        &app.base,
+        &bearer,
+        task,
+        Duration::from_secs(300),
+    )
+    .await?;
+    anyhow::ensure!(end == "succeeded", "scan bench task ended {end}");
     let pipeline = accepted.elapsed();
     let mib = bytes as f64 / 1048576.0;
-    println!(
-        "scan {mib:.0} MiB: accepted→available {:.2?}; direct clamd INSTREAM {:.2?}; ratio {:.2}x",
-        pipeline,
-        direct,
-        pipeline.as_secs_f64() / direct.as_secs_f64()
+    report.add(
+        FigureBuilder::new(
+            "upload",
+            format!("{mib:.0} MiB accepted → available, s"),
+            "s",
+        )
+        .measured(pipeline.as_secs_f64(), None)
+        .baseline("direct clamd INSTREAM, s", direct.as_secs_f64(), None)
+        .conditions(1, bytes as usize, 1)
+        .note("scan + promote + projections; nothing else runs on this platform")
+        .build(),
+        opts.json,
     );
+    app.stop().await;
     Ok(())
 }
 

@@ -9,8 +9,9 @@
 //! are bounded to 8 KiB before anything is parsed. Nothing here logs or echoes a token.
 //!
 //! Key loading lives in [`keys`], claim rules in [`claims`], token minting (for the
-//! `dev-token` subcommand and tests) in [`mint`].
+//! `dev-token` subcommand and tests) in [`mint`], tokens already verified in [`cache`].
 
+mod cache;
 mod claims;
 mod keys;
 mod mint;
@@ -82,6 +83,8 @@ struct Inner {
     issuer: String,
     /// `iss`/`aud`/`exp`/`nbf`/leeway rules; `algorithms` is set per token from its key.
     validation: Validation,
+    /// Tokens that passed every check, so a repeated token skips the signature check.
+    verified: cache::VerifiedTokens,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -160,6 +163,7 @@ impl TokenVerifier {
             keys,
             issuer,
             validation,
+            verified: cache::VerifiedTokens::default(),
         }))
     }
 
@@ -176,8 +180,24 @@ impl TokenVerifier {
         self.verify(token.trim_start_matches(' '))
     }
 
-    /// Verifies a compact JWS token and returns its principal.
+    /// Verifies a compact JWS token and returns its principal. A token that passed every
+    /// check before is answered from the cache after its expiry is checked again.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Malformed);
+        }
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if let Some(principal) = self.0.verified.get(token, now, self.0.validation.leeway) {
+            return Ok(principal);
+        }
+        let (principal, exp) = self.verify_in_full(token)?;
+        self.0.verified.insert(token, &principal, exp);
+        Ok(principal)
+    }
+
+    /// Every check: shape, header, key, signature, time, issuer, audience, claims; returns
+    /// the principal and the token's `exp`.
+    fn verify_in_full(&self, token: &str) -> Result<(Principal, i64), AuthError> {
         let header = parse_header(token)?;
         let alg: Algorithm = header
             .alg
@@ -189,7 +209,16 @@ impl TokenVerifier {
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), &validation)
             {
-                Ok(data) => return claims::principal_from_claims(&data.claims, &self.0.issuer),
+                Ok(data) => {
+                    let principal = claims::principal_from_claims(&data.claims, &self.0.issuer)?;
+                    // `exp` is required and was validated as a number by `decode`.
+                    let exp = data
+                        .claims
+                        .get("exp")
+                        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+                        .ok_or(AuthError::InvalidClaims("exp"))?;
+                    return Ok((principal, exp));
+                }
                 Err(e) => match claims::map_jwt_error(&e) {
                     // Wrong key of the right family: try the next one (rotation without `kid`).
                     AuthError::BadSignature => {}
