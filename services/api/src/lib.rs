@@ -17,8 +17,8 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod state;
-pub mod waits;
 pub mod stream_slots;
+pub mod waits;
 
 use std::time::Instant;
 

@@ -117,8 +117,8 @@ async fn a_burst_from_several_tenants_loses_and_duplicates_nothing() {
     assert_eq!(terminal, total, "tasks reading succeeded");
     for i in (0..total).step_by(97) {
         assert!(
-            app.disk(&format!("load{}", i % TENANTS), &format!("/load/d{i}"))
-                .is_dir(),
+            app.is_dir(&format!("load{}", i % TENANTS), &format!("/load/d{i}"))
+                .await,
             "directory {i} exists"
         );
     }

@@ -118,9 +118,7 @@ async fn enqueue_commit(deps: &NotifierDeps, commit: &LoggedCommit) -> Result<u6
         .await
     {
         Projected::Applied => {}
-        Projected::Pending | Projected::Parked { .. } => {
-            return Err(IntakeError::ProjectionBehind)
-        }
+        Projected::Pending | Projected::Parked { .. } => return Err(IntakeError::ProjectionBehind),
     }
     let subscriptions =
         queue::live_subscriptions(&deps.pool, &commit.tenant, commit.stream_seq).await?;

@@ -260,19 +260,44 @@ pub struct ConfigArgs {
     )]
     pub sse_max_connections: usize,
     /// Open event streams per tenant per API process (429 beyond).
-    #[arg(long, env = "FE_SSE_MAX_PER_TENANT", value_name = "FE_SSE_MAX_PER_TENANT", default_value = "100")]
+    #[arg(
+        long,
+        env = "FE_SSE_MAX_PER_TENANT",
+        value_name = "FE_SSE_MAX_PER_TENANT",
+        default_value = "100"
+    )]
     pub sse_max_per_tenant: usize,
     /// Open event streams per principal per API process (429 beyond).
-    #[arg(long, env = "FE_SSE_MAX_PER_PRINCIPAL", value_name = "FE_SSE_MAX_PER_PRINCIPAL", default_value = "10")]
+    #[arg(
+        long,
+        env = "FE_SSE_MAX_PER_PRINCIPAL",
+        value_name = "FE_SSE_MAX_PER_PRINCIPAL",
+        default_value = "10"
+    )]
     pub sse_max_per_principal: usize,
     /// Seconds a client has to finish its request headers.
-    #[arg(long, env = "FE_HTTP_HEADER_TIMEOUT_S", value_name = "FE_HTTP_HEADER_TIMEOUT_S", default_value = "30")]
+    #[arg(
+        long,
+        env = "FE_HTTP_HEADER_TIMEOUT_S",
+        value_name = "FE_HTTP_HEADER_TIMEOUT_S",
+        default_value = "30"
+    )]
     pub http_header_timeout_s: u64,
     /// Seconds a request body may pause between chunks.
-    #[arg(long, env = "FE_HTTP_BODY_IDLE_TIMEOUT_S", value_name = "FE_HTTP_BODY_IDLE_TIMEOUT_S", default_value = "60")]
+    #[arg(
+        long,
+        env = "FE_HTTP_BODY_IDLE_TIMEOUT_S",
+        value_name = "FE_HTTP_BODY_IDLE_TIMEOUT_S",
+        default_value = "60"
+    )]
     pub http_body_idle_timeout_s: u64,
     /// Open connections per API process.
-    #[arg(long, env = "FE_HTTP_MAX_CONNECTIONS", value_name = "FE_HTTP_MAX_CONNECTIONS", default_value = "10000")]
+    #[arg(
+        long,
+        env = "FE_HTTP_MAX_CONNECTIONS",
+        value_name = "FE_HTTP_MAX_CONNECTIONS",
+        default_value = "10000"
+    )]
     pub http_max_connections: usize,
     /// Allowed CORS origins, comma-separated (empty = no CORS).
     #[arg(

@@ -21,8 +21,8 @@
 //! scanned by the scanner; the worker promotes the clean ones ([`promote`]) and sweeps staging
 //! ([`janitor`]); [`gc`] collects blobs nothing needs any more.
 
-mod created;
 mod access;
+mod created;
 mod effects;
 mod failures;
 pub mod gc;

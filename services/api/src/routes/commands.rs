@@ -118,10 +118,9 @@ async fn refuse_oversized_subtree(
     let (FileCommand::Move { from, to, .. } | FileCommand::Copy { from, to, .. }) = command else {
         return Ok(());
     };
-    let longest =
-        platform::catalogue::longest_path_in_subtree(&state.pool, &caller.tenant, from)
-            .await?
-            .unwrap_or(from.as_str().len());
+    let longest = platform::catalogue::longest_path_in_subtree(&state.pool, &caller.tenant, from)
+        .await?
+        .unwrap_or(from.as_str().len());
     FilePath::check_subtree_rebase(from, to, longest)?;
     Ok(())
 }

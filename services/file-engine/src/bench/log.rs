@@ -184,6 +184,7 @@ fn request(tenant: &TenantId, task_id: uuid::Uuid, i: usize) -> anyhow::Result<T
         task_id,
         tenant: tenant.clone(),
         principal: "bench".into(),
+        roles: vec!["admin".into()],
         spec: TaskSpec::Command(FileCommand::Mkdir {
             path: FilePath::parse(&format!("/bench/d{i}"))?,
             parents: true,
