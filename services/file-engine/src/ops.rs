@@ -151,30 +151,60 @@ pub fn register_metrics(roles: &[Role]) {
                 "fe_rate_limited_total",
                 "fe_acl_cache_reloads_total",
                 "fe_public_event_errors_total",
+                "fe_quota_refusals_total",
+                "fe_readiness_probes_total",
+                "fe_storage_blob_reads_total",
             ],
-            Role::Projector => &["fe_projector_errors_total", "fe_projector_commits_total"],
+            Role::Projector => &[
+                "fe_projector_errors_total",
+                "fe_projector_commits_total",
+                "fe_projection_parkings_total",
+                "fe_projection_held_commits_total",
+                "fe_projector_unreadable_commits_total",
+            ],
             Role::Worker => &[
                 "fe_tasks_dead_lettered_total",
                 "fe_uploads_given_up_total",
                 "fe_staging_removed_total",
                 "fe_worker_unreadable_commits_total",
+                "fe_worker_released_total",
+                "fe_storage_blob_writes_total",
+                "fe_storage_blob_bytes_written_total",
+                "fe_storage_blob_deletes_total",
+                "fe_storage_gc_blobs_total",
+                "fe_storage_gc_reclaimed_bytes_total",
+                "fe_consumer_outcomes_total",
+                "fe_consumer_rejected_total",
+                "fe_consumer_released_at_shutdown_total",
             ],
             Role::Scanner => &[
                 "fe_scanner_clamd_unavailable_total",
                 "fe_scan_timeouts_total",
                 "fe_scanner_unreadable_commits_total",
+                "fe_consumer_outcomes_total",
+                "fe_consumer_rejected_total",
+                "fe_consumer_released_at_shutdown_total",
             ],
             Role::Notifier => &[
                 "fe_webhook_dead_total",
                 "fe_webhook_subscriptions_disabled_total",
                 "fe_notifier_unreadable_commits_total",
                 "fe_public_event_errors_total",
+                "fe_consumer_outcomes_total",
+                "fe_consumer_rejected_total",
+                "fe_consumer_released_at_shutdown_total",
             ],
         };
         if *role == Role::Api {
             // True at start: no event stream is open yet.
             metrics::gauge!("fe_sse_connections").set(0.0);
             metrics::counter!("fe_sse_disconnects_total", "reason" => "slow_or_gone").increment(0);
+            metrics::gauge!("fe_http_connections").set(0.0);
+        }
+        if *role == Role::Projector {
+            // Set for real as soon as the replica owns partitions / learns of parkings.
+            metrics::gauge!("fe_projection_parked_tenants").increment(0.0);
+            metrics::gauge!("fe_projector_partitions_owned").increment(0.0);
         }
         for name in counters {
             metrics::counter!(*name).increment(0);

@@ -52,7 +52,7 @@ async fn dump(app: &TestApp) -> Vec<String> {
         ("tasks", "tenant, task_id"),
         ("entries", "tenant, path"),
         ("acl_rules", "tenant, rule_id"),
-        ("audit_events", "seq, idx"),
+        ("audit_events", "tenant, seq, idx"),
         ("audit_heads", "tenant"),
     ] {
         let sql = format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order}");

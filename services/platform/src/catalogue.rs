@@ -86,16 +86,22 @@ pub async fn kind_of(
     }))
 }
 
-/// Whether anything (in any status) lies below `p`.
+/// Whether anything lies below `p`. An upload's `scanning` placeholder does not count: it
+/// is written when the upload is requested, ahead of the earlier tasks the worker still has
+/// to run in log order, so it must not change their outcome.
 pub async fn has_children(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM entries WHERE tenant = $1 AND parent = $2)")
-        .bind(t.as_str())
-        .bind(p.as_str())
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM entries
+         WHERE tenant = $1 AND parent = $2 AND status <> 'scanning')",
+    )
+    .bind(t.as_str())
+    .bind(p.as_str())
+    .fetch_one(pool)
+    .await
 }
 
 /// The nearest ancestor of `p` that is a file, if any (nothing can be created below a file).
+/// Upload placeholders (`scanning`) do not count, for the reason given at [`has_children`].
 pub async fn file_ancestor(
     pool: &PgPool,
     t: &TenantId,
@@ -116,6 +122,7 @@ pub async fn file_ancestor(
     }
     sqlx::query_scalar(
         "SELECT path FROM entries WHERE tenant = $1 AND path = ANY($2) AND kind = 'file'
+           AND status <> 'scanning'
          ORDER BY char_length(path) DESC LIMIT 1",
     )
     .bind(t.as_str())

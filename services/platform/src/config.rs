@@ -710,7 +710,8 @@ mod tests {
     #[test]
     fn flags_override_variables_and_help_lists_every_variable() {
         use clap::{Args as _, FromArgMatches as _};
-        let env = map(&[("FE_PARTITIONS", "16"), ("FE_LINK_SECRET", "s3cr3t-help")]);
+        let secret = format!("s3cr3t-help{}", "x".repeat(32));
+        let env = map(&[("FE_PARTITIONS", "16"), ("FE_LINK_SECRET", secret.as_str())]);
         let cmd = ConfigArgs::augment_args(clap::Command::new("fe"));
         let (cmd, argv) = with_env_args(cmd, &env, ["fe", "--partitions=32"].map(Into::into));
         let m = cmd
@@ -719,7 +720,7 @@ mod tests {
             .unwrap();
         let c = Config::from_args(ConfigArgs::from_arg_matches(&m).unwrap()).unwrap();
         assert_eq!(c.partitions, 32);
-        assert_eq!(c.link_secrets, ["s3cr3t-help"]);
+        assert_eq!(c.link_secrets, [secret.as_str()]);
 
         let help = ConfigArgs::augment_args(clap::Command::new("fe"))
             .render_long_help()

@@ -108,6 +108,24 @@ pub async fn partition_checkpoint(pool: &PgPool, partition: u32) -> Result<u64, 
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
+/// The log position up to which `tenant`'s read models are complete: its partition's
+/// checkpoint, but never into the held commits of a parked tenant.
+pub async fn tenant_checkpoint(pool: &PgPool, tenant: &str) -> Result<u64, sqlx::Error> {
+    let partitions = partition_checkpoints(pool).await?;
+    if partitions.is_empty() {
+        return Ok(0);
+    }
+    let p = partition_of_str(tenant, partitions.len() as u32);
+    let mut through = partitions
+        .iter()
+        .find(|(q, _)| *q == p)
+        .map_or(0, |(_, s)| *s);
+    if let Some(parked) = parked_tenant(pool, tenant).await? {
+        through = through.min((parked.seq.max(1) - 1) as u64);
+    }
+    Ok(through)
+}
+
 /// Every partition with its checkpoint, by partition.
 pub async fn partition_checkpoints(pool: &PgPool) -> Result<Vec<(u32, u64)>, sqlx::Error> {
     let rows: Vec<(i32, i64)> =

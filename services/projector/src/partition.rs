@@ -239,8 +239,13 @@ pub(crate) async fn apply_batch(
             metrics::counter!("fe_projection_held_commits_total").increment(1);
             continue;
         }
+        let applying = std::time::Instant::now();
         match apply_one(&mut tx, entry).await {
-            Ok(()) => applied += 1,
+            Ok(()) => {
+                applied += 1;
+                metrics::histogram!("fe_projector_apply_seconds")
+                    .record(applying.elapsed().as_secs_f64());
+            }
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
                 let reason = e.to_string();

@@ -194,7 +194,9 @@ impl Worker {
         let task = self.load_task(commit).await?;
         let (Some(task_id), Some(TaskSpec::Command(cmd))) = (task.task_id, task.spec.clone())
         else {
-            return Ok(Step::Settled); // uploads are driven by the scanner and promotion
+            // Uploads are driven by the scanner and promotion; a retried upload that was
+            // scanned clean (its promotion was dead-lettered) is promoted again.
+            return crate::promote::promote(self, commit).await;
         };
         if task.status.is_terminal() {
             return Ok(Step::Settled);

@@ -227,11 +227,10 @@ impl Tree {
                 if self.get(from).is_none() || !matches!(self.get(parent(to)), Some(Node::Dir)) {
                     return false;
                 }
-                if let Some(target) = self.get(to) {
-                    let non_empty_dir = *target == Node::Dir && self.subtree(to).len() > 1;
-                    if !*overwrite || non_empty_dir {
-                        return false;
-                    }
+                // `overwrite: true` replaces whatever is at the target, a non-empty directory
+                // included (API.md: it then needs `delete` on everything below it).
+                if self.get(to).is_some() && !*overwrite {
+                    return false;
                 }
                 let moved = self.subtree(from);
                 self.remove(to);

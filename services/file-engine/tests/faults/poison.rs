@@ -1,7 +1,10 @@
-//! A poison task: its effect fails transiently on every delivery (the storage root made
-//! immutable with `chattr -R +i`, which even root cannot write through), so the real worker
-//! path dead-letters it after `FE_WORKER_MAX_DELIVER` deliveries; once the fault is removed,
+//! A poison task: its effect fails transiently on every attempt, so the real worker path
+//! dead-letters it after `FE_WORKER_MAX_DELIVER` failed attempts; once the fault is removed,
 //! `POST /v1/dead-letters/{id}/retry` runs it to success. Exactly one outcome per run.
+//!
+//! Commands change only the catalogue (storage holds blobs), so the effect that can fail is
+//! the promotion of a clean upload: the blob area made immutable with `chattr -R +i` (which
+//! even root cannot write through) refuses the new blob, while staging still accepts uploads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,17 +49,16 @@ impl Drop for Immutable {
 
 pub async fn poison(_form: Form) {
     let rig = Rig::start(RigSpec {
+        clamd: true,
         env: vec![("FE_WORKER_MAX_DELIVER", MAX_DELIVER.into())],
         ..RigSpec::default()
     })
     .await;
     let token = rig.admin("acme");
-    let deadline = || Instant::now() + Duration::from_secs(60);
+    let deadline = || Instant::now() + Duration::from_secs(90);
+    // A first upload gives the tenant its blob area.
     let setup = rig
-        .command(
-            &token,
-            &json!({"op": "mkdir", "path": "/poison", "parents": true}),
-        )
+        .upload(&token, "/poison/first.txt", b"first bytes".to_vec())
         .await
         .expect("setup accepted");
     assert_eq!(
@@ -64,13 +66,10 @@ pub async fn poison(_form: Form) {
         "succeeded"
     );
 
-    // The fault: nothing in storage can be written any more (whatever its layout).
-    let fault = Immutable::set(rig.storage.path());
+    // The fault: no blob can be written any more; staging and scanning still work.
+    let fault = Immutable::set(&rig.storage.path().join("blobs"));
     let id = rig
-        .command(
-            &token,
-            &json!({"op": "mkdir", "path": "/poison/x", "parents": true}),
-        )
+        .upload(&token, "/poison/x.txt", b"poisoned bytes".to_vec())
         .await
         .expect("poison accepted");
     let task = rig.wait_task(&token, &id, deadline()).await;
@@ -84,8 +83,13 @@ pub async fn poison(_form: Form) {
             .is_some_and(|l| l.iter().any(|d| d["task_id"] == id.as_str())),
         "not listed as a dead letter: {listed}"
     );
+    let (status, _) = rig.get_json(&token, "/v1/stat/poison/x.txt").await;
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "a dead-lettered upload is not available"
+    );
 
-    // While the fault is there nothing else happens to the task.
     drop(fault);
     let retried = rig
         .http
@@ -98,10 +102,10 @@ pub async fn poison(_form: Form) {
     let finals: std::collections::HashMap<String, serde_json::Value> =
         [(id.clone(), rig.wait_task(&token, &id, deadline()).await)].into();
     assert_eq!(finals[&id]["status"], "succeeded", "{}", finals[&id]);
-    let (status, stat) = rig.get_json(&token, "/v1/stat/poison/x").await;
+    let (status, stat) = rig.get_json(&token, "/v1/stat/poison/x.txt").await;
     assert_eq!(
-        (status, stat["kind"].as_str()),
-        (StatusCode::OK, Some("dir"))
+        (status, stat["status"].as_str()),
+        (StatusCode::OK, Some("available"))
     );
 
     let log = rig.read_log().await;

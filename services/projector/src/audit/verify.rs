@@ -240,11 +240,9 @@ async fn verify_leased(
     };
     // Where every partition has passed, but never into a parked tenant's held commits: those
     // are not in the index yet, and a parked tenant is not a broken chain.
-    let mut through = platform::db::checkpoint(pool).await?;
-    if let Some(parked) = platform::projection::parked_tenant(pool, &lease.tenant).await? {
-        through = through.min((parked.seq.max(1) - 1) as u64);
-    }
-    let through = through.max(start.logseq);
+    let through = platform::projection::tenant_checkpoint(pool, &lease.tenant)
+        .await?
+        .max(start.logseq);
     let mut log =
         LogReader::open(js, pool, &lease.tenant, start.logseq, start.seq, through).await?;
     let mut rows = RowPager::new(&lease.tenant, start.logseq, through);

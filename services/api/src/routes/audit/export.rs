@@ -12,7 +12,7 @@
 //! line still proves itself against its own `chainhash`, but only an unfiltered (optionally
 //! time-bounded) export proves completeness.
 //!
-//! The export ends at the projector's checkpoint read when it starts, so it is a consistent
+//! The export ends at the tenant's projection checkpoint read when it starts, so it is a consistent
 //! prefix of the log even while new events arrive. A database failure mid-stream aborts the
 //! response (the client sees a truncated chunked body, never a partial line passed off as
 //! complete).
@@ -60,7 +60,8 @@ pub async fn export(
     require_auditor(&caller)?;
     let mut page = filter::parse(&query_pairs(q)?, EXPORT_PARAMS)?;
     page.limit = EXPORT_PAGE;
-    let through = platform::db::checkpoint(&state.pool).await? as i64;
+    let through =
+        platform::projection::tenant_checkpoint(&state.pool, caller.tenant.as_str()).await? as i64;
     let cursor = Cursor {
         pool: state.pool.clone(),
         tenant: caller.tenant.as_str().to_owned(),
