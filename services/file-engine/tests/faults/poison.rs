@@ -11,7 +11,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::json;
 
 use super::rig::{Rig, RigSpec};
 use super::tally::{Tally, TaskHistory};
