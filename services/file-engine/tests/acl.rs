@@ -25,19 +25,8 @@ pub async fn grant(
     permissions: &[&str],
     effect: &str,
 ) -> Value {
-    let body =
-        json!({"subject": subject, "path": path, "permissions": permissions, "effect": effect});
-    let resp = app
-        .request(Method::POST, "/v1/acl/rules", Some(admin))
+    app.grant_rule(admin, subject, path, permissions, effect)
         .await
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(status, StatusCode::CREATED, "grant {body}: {v}");
-    v
 }
 
 pub async fn grant_id(

@@ -18,7 +18,7 @@ mod subtree;
 #[path = "authz/visibility.rs"]
 mod visibility;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::TestApp;
 
@@ -31,19 +31,10 @@ pub async fn grant(
     permissions: &[&str],
     effect: &str,
 ) -> String {
-    let body =
-        json!({"subject": subject, "path": path, "permissions": permissions, "effect": effect});
-    let resp = app
-        .request(Method::POST, "/v1/acl/rules", Some(admin))
-        .await
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(status, StatusCode::CREATED, "grant {body}: {v}");
-    v["rule_id"].as_str().unwrap().to_owned()
+    let rule = app
+        .grant_rule(admin, subject, path, permissions, effect)
+        .await;
+    rule["rule_id"].as_str().unwrap().to_owned()
 }
 
 /// Runs `mkdir -p` for each path as `admin`.

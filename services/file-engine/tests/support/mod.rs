@@ -185,6 +185,30 @@ impl TestApp {
     }
 
     /// Long-polls a task until it is terminal (deadline 60 s) and returns it.
+    /// Grants a rule as `admin`; asserts 201 and returns its body.
+    pub async fn grant_rule(
+        &self,
+        admin: &str,
+        subject: &str,
+        path: &str,
+        permissions: &[&str],
+        effect: &str,
+    ) -> Value {
+        let body = serde_json::json!({"subject": subject, "path": path,
+            "permissions": permissions, "effect": effect});
+        let resp = self
+            .request(reqwest::Method::POST, "/v1/acl/rules", Some(admin))
+            .await
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::CREATED, "grant {body}: {v}");
+        v
+    }
+
     pub async fn wait_task(&self, token: &str, task_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
