@@ -12,7 +12,7 @@
 //! whose task then failed is unreferenced and left to garbage collection.
 
 use events::quota::{self, Change, Usage};
-use events::task::{TaskCommand, TaskFailure, TaskSpec, UploadSpec};
+use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
 use platform::catalogue::{self, EntryKind};
 use platform::event_log::LoggedCommit;
@@ -21,9 +21,14 @@ use platform::storage::{BlobId, Storage};
 use crate::effects::EffectError;
 use crate::run::{execute, record_failure, Step, Worker, WorkerDeps};
 
-pub(crate) async fn promote(worker: &Worker, commit: &LoggedCommit) -> Result<Step, String> {
+/// Promotes the upload `task` (as loaded for `commit`) when it was scanned clean and is not
+/// terminal yet; anything else is settled as it is.
+pub(crate) async fn promote(
+    worker: &Worker,
+    commit: &LoggedCommit,
+    task: Task,
+) -> Result<Step, String> {
     let deps = &worker.deps;
-    let task = worker.load_task(commit).await?;
     let (Some(task_id), Some(TaskSpec::Upload(upload))) = (task.task_id, task.spec.clone()) else {
         return Ok(Step::Settled);
     };

@@ -158,7 +158,10 @@ impl Handler for Worker {
         };
         let step = match work {
             Work::Command => self.process(commit).await,
-            Work::Promotion => crate::promote::promote(self, commit).await,
+            Work::Promotion => match self.load_task(commit).await {
+                Ok(task) => crate::promote::promote(self, commit, task).await,
+                Err(e) => Err(e),
+            },
         };
         match step {
             Ok(Step::Settled) => {
@@ -196,7 +199,7 @@ impl Worker {
         else {
             // Uploads are driven by the scanner and promotion; a retried upload that was
             // scanned clean (its promotion was dead-lettered) is promoted again.
-            return crate::promote::promote(self, commit).await;
+            return crate::promote::promote(self, commit, task).await;
         };
         if task.status.is_terminal() {
             return Ok(Step::Settled);
