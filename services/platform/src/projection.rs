@@ -382,17 +382,20 @@ impl Progress {
         if self.partitions.is_empty() {
             return Projected::Pending;
         }
-        let p = partition_of_str(tenant, self.partitions.len() as u32) as usize;
-        if self.partitions.get(p).is_some_and(|cp| *cp >= seq) {
+        if self.checkpoint_of(tenant) >= seq {
             Projected::Applied
         } else {
             Projected::Pending
         }
     }
 
-    /// The lowest checkpoint of all partitions: every partition has passed it.
-    pub fn everywhere(&self) -> u64 {
-        self.partitions.iter().copied().min().unwrap_or(0)
+    /// The checkpoint of the partition `tenant` belongs to (0 before the layout exists).
+    pub fn checkpoint_of(&self, tenant: &str) -> u64 {
+        if self.partitions.is_empty() {
+            return 0;
+        }
+        let p = partition_of_str(tenant, self.partitions.len() as u32) as usize;
+        self.partitions.get(p).copied().unwrap_or(0)
     }
 
     /// Merges a newer snapshot: checkpoints never go back (a notification may overtake a
@@ -466,9 +469,10 @@ impl ProjectionWatermark {
         Ok(Self { rx })
     }
 
-    /// The position every partition has passed (log-wide readers, e.g. the live event feed).
-    pub fn current(&self) -> u64 {
-        self.rx.borrow().everywhere()
+    /// The checkpoint of `tenant`'s partition: every commit of the tenant up to it is applied
+    /// (unless the tenant is parked; see [`Self::parked`]).
+    pub fn tenant_checkpoint(&self, tenant: &TenantId) -> u64 {
+        self.rx.borrow().checkpoint_of(tenant.as_str())
     }
 
     /// Where `tenant` stands relative to its log position `seq`, right now.
@@ -493,29 +497,6 @@ impl ProjectionWatermark {
         let settled = |p: &Arc<Progress>| p.position(tenant.as_str(), seq) != Projected::Pending;
         let _ = tokio::time::timeout(deadline, rx.wait_for(settled)).await;
         self.position(tenant, seq)
-    }
-
-    /// Waits until every partition passed `seq`; false when the deadline came first.
-    pub async fn wait_for(&self, seq: u64, deadline: Duration) -> bool {
-        let mut rx = self.rx.clone();
-        tokio::time::timeout(deadline, rx.wait_for(|p| p.everywhere() >= seq))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// Waits for any progress of the projection (a checkpoint or a parking); false on
-    /// deadline. Long polls use it to re-check their condition.
-    pub async fn changed(&self, deadline: Duration) -> bool {
-        let mut rx = self.rx.clone();
-        rx.borrow_and_update();
-        tokio::time::timeout(deadline, rx.changed())
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// Waits for every partition to pass `seen` (used by long polls); false on deadline.
-    pub async fn changed_since(&self, seen: u64, deadline: Duration) -> bool {
-        self.wait_for(seen + 1, deadline).await
     }
 }
 
@@ -600,7 +581,7 @@ mod tests {
         let p = progress(&cps, &[]);
         assert_eq!(p.position(tenant, 10), Projected::Applied);
         assert_eq!(p.position(tenant, 11), Projected::Pending);
-        assert_eq!(p.everywhere(), 0);
+        assert_eq!(p.checkpoint_of(tenant), 10);
     }
 
     #[test]

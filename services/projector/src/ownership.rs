@@ -181,9 +181,14 @@ fn spawn(js: &jetstream::Context, pool: &PgPool, p: u32, partitions: u32) -> Fol
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         while !*stop_rx.borrow() {
+            let began = std::time::Instant::now();
             match partition::follow(&part, &mut stop_rx).await {
                 Ok(()) => break,
                 Err(e) => {
+                    // A follower that ran for a while before failing starts its backoff over.
+                    if began.elapsed() > Duration::from_secs(30) {
+                        backoff = Duration::from_millis(200);
+                    }
                     metrics::counter!("fe_projector_errors_total").increment(1);
                     tracing::error!(partition = p, error = %e, "projector: partition stopped, retrying");
                 }

@@ -27,6 +27,10 @@ pub const MAX_BATCH: usize = 256;
 pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// How often an idle follower looks for resume requests.
 const RESUME_POLL: Duration = Duration::from_secs(1);
+/// How long a follower may see nothing before it asks the stream whether it fell silent
+/// while the log went on (an ordered consumer can stall across a stream leader change);
+/// a silent reader behind the log is recreated from the checkpoint.
+const STALL_CHECK: Duration = Duration::from_secs(3);
 
 /// One partition of `partitions`, as followed by its owner.
 #[derive(Clone)]
@@ -116,6 +120,9 @@ pub(crate) async fn follow(
     // Last position skipped since the checkpoint was written, and when that was.
     let mut skipped: Option<u64> = None;
     let mut flushed = Instant::now();
+    // The last position this reader delivered, and when something last arrived.
+    let mut seen_through = start - 1;
+    let mut heard = Instant::now();
     let label = part.partition.to_string();
     loop {
         if *stop.borrow() {
@@ -138,8 +145,19 @@ pub(crate) async fn follow(
         let first = tokio::select! {
             m = messages.next() => m,
             _ = stop.changed() => return Ok(()),
-            _ = tokio::time::sleep(wait) => continue,
+            _ = tokio::time::sleep(wait) => {
+                if heard.elapsed() >= STALL_CHECK {
+                    if crate::runner::last_stream_seq(&part.js).await? > seen_through {
+                        return Err(ProjectorError::Log(
+                            "the log reader fell silent behind the log".into(),
+                        ));
+                    }
+                    heard = Instant::now();
+                }
+                continue;
+            }
         };
+        heard = Instant::now();
         let first = first.ok_or_else(|| ProjectorError::Log("the log reader ended".into()))?;
         let first = first.map_err(|e| ProjectorError::Log(e.to_string()))?;
         let mut pending = first.info().map(|i| i.pending).unwrap_or(0);
@@ -169,6 +187,7 @@ pub(crate) async fn follow(
                 Err(_) => break,
             }
         }
+        seen_through = seen_through.max(last_seq);
         if batch.is_empty() {
             skipped = Some(last_seq);
             continue;

@@ -165,7 +165,7 @@ pub async fn replay_with_partitions(
     Ok(platform::db::checkpoint(pool).await?)
 }
 
-async fn last_stream_seq(js: &jetstream::Context) -> Result<u64, ProjectorError> {
+pub(crate) async fn last_stream_seq(js: &jetstream::Context) -> Result<u64, ProjectorError> {
     let mut stream = js
         .get_stream(EVENTS_STREAM)
         .await

@@ -75,39 +75,9 @@ async fn queued_seq(
     Ok(seq.map(|s| s.max(0) as u64))
 }
 
-/// Waits (with growing pauses, woken early by projector progress) until the task may run:
-/// first until the read models have passed `projected_through` (the commit being handled,
-/// so every earlier task is visible), then until no earlier open task overlaps it.
-pub async fn wait_for_turn(
-    pool: &PgPool,
-    watermark: &ProjectionWatermark,
-    tenant: &TenantId,
-    task_id: Uuid,
-    projected_through: u64,
-    spec: &TaskSpec,
-) -> Result<(), sqlx::Error> {
-    let mut pause = Duration::from_millis(20);
-    loop {
-        // Only the tenant's own partition matters. While the tenant is parked its task rows
-        // stand still: keep waiting (nothing is lost), the resume lets it go on in order.
-        let own_partition = watermark.wait_for_tenant(tenant, projected_through, pause);
-        if own_partition.await == Projected::Applied {
-            let own = queued_seq(pool, tenant, task_id)
-                .await?
-                .unwrap_or(projected_through);
-            if !blocked_by_earlier(pool, tenant, task_id, own, spec).await? {
-                return Ok(());
-            }
-            // Blocked: wake up on the next projected commit (an earlier task finishing) or soon.
-            let _ = watermark.changed(pause).await;
-        }
-        pause = (pause * 2).min(Duration::from_secs(1));
-    }
-}
-
 /// Whether the task may run now, without waiting for other tasks: waits at most
-/// `projection_wait` for the read models to pass `projected_through` (so every earlier task is
-/// visible), then checks once that no earlier open task overlaps it. The worker releases a
+/// `projection_wait` for the tenant's partition to pass `projected_through` (so every earlier
+/// task of the tenant is visible), then checks once that no earlier open task overlaps it. The worker releases a
 /// delivery that is not its turn instead of holding it (`run.rs`).
 pub async fn is_my_turn(
     pool: &PgPool,
@@ -118,7 +88,10 @@ pub async fn is_my_turn(
     spec: &TaskSpec,
     projection_wait: Duration,
 ) -> Result<bool, sqlx::Error> {
-    if !watermark.wait_for(projected_through, projection_wait).await {
+    // Only the tenant's own partition holds its earlier tasks: a slow or stalled partition of
+    // other tenants must not hold this one's turn (nor does a parked tenant's run).
+    let own_partition = watermark.wait_for_tenant(tenant, projected_through, projection_wait);
+    if own_partition.await != Projected::Applied {
         return Ok(false);
     }
     let own = queued_seq(pool, tenant, task_id)

@@ -41,6 +41,7 @@ use events::public::{is_admin_only, is_public};
 use events::Principal;
 use futures::StreamExt;
 use platform::event_log::{event_types, LoggedCommit};
+use platform::projection::Projected;
 use platform::public_events::{logseq_of, public_events, tenant_head, PublicEvent};
 use platform::streams::EVENTS_STREAM;
 use tokio::sync::mpsc;
@@ -240,11 +241,12 @@ async fn send_commit(
     after: u64,
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), Stop> {
+    // The commit is the caller's tenant's: only its own partition must have passed it.
     let projected = state
         .watermark
-        .wait_for(commit.stream_seq, PROJECTION_WAIT)
+        .wait_for_tenant(&caller.tenant, commit.stream_seq, PROJECTION_WAIT)
         .await;
-    if !projected {
+    if projected != Projected::Applied {
         tracing::warn!(
             seq = commit.stream_seq,
             "sse: projection behind; closing the stream"

@@ -110,7 +110,7 @@ pub async fn get_task(
     loop {
         // A parked tenant's task rows stand still: say so rather than answer stale.
         crate::waits::refuse_if_parked(&state, &caller.tenant)?;
-        let seen = state.watermark.current();
+        let seen = state.watermark.tenant_checkpoint(&caller.tenant);
         let view = match load_row(&state, &caller, task_id).await? {
             Some(view) => view,
             None => from_log(&state, &caller, task_id)
@@ -128,7 +128,11 @@ pub async fn get_task(
         if terminal || left.is_zero() {
             return Ok(Json(view));
         }
-        state.watermark.changed_since(seen, left).await;
+        // Woken by the next commit of the tenant's own partition (an outcome, perhaps).
+        state
+            .watermark
+            .wait_for_tenant(&caller.tenant, seen + 1, left)
+            .await;
     }
 }
 

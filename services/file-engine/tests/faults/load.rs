@@ -120,6 +120,10 @@ impl Load {
         let finals = rig.wait_all(token, &ids, within).await;
         let log = rig.read_log().await;
         let mut tally = Tally::judge(self.progress.sent.load(Ordering::Relaxed), &finals, &log);
+        if finals.values().filter(|t| is_terminal(t)).count() < ids.len() {
+            // Tasks left open: what the roles said is the first thing to read in a CI log.
+            rig.print_role_logs(60);
+        }
         let tree = rig.tree(token, &self.prefix).await;
         for (id, path) in &acked {
             let Some(task) = finals.get(id).filter(|t| is_terminal(t)) else {

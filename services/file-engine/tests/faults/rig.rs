@@ -172,6 +172,20 @@ impl Rig {
         role_env(&self.nats, &self.db, &self.storage, &self.keys, &all)
     }
 
+    /// Prints the last `lines` log lines of every role process to stderr.
+    pub fn print_role_logs(&self, lines: usize) {
+        let roles = [("api", &self.api), ("projector", &self.projector)]
+            .into_iter()
+            .chain(self.workers.iter().map(|w| ("worker", w)))
+            .chain(self.scanner.iter().map(|s| ("scanner", s)));
+        for (name, role) in roles {
+            eprintln!(
+                "--- {name} (last {lines} lines) ---\n{}",
+                role.log_tail(lines)
+            );
+        }
+    }
+
     /// An admin token valid for two hours: the long form outlives the kit's 10-minute tokens.
     pub fn admin(&self, tenant: &str) -> String {
         let now = testkit::jwt::now();
