@@ -324,19 +324,22 @@ async fn an_unprojectable_commit_parks_only_its_tenant_until_resumed() {
         .await
         .unwrap();
     assert_eq!(grant.status(), StatusCode::CREATED);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("fe_projection_parked_tenants 1"),
-        "{metrics}"
-    );
+    // The gauge follows the parked tenants on the projector's ownership tick (every second).
+    support::eventually(
+        "the parked-tenants gauge",
+        Duration::from_secs(10),
+        || async {
+            let metrics = app.http.get(app.url("/metrics")).send().await;
+            match metrics {
+                Ok(resp) => resp
+                    .text()
+                    .await
+                    .is_ok_and(|m| m.contains("fe_projection_parked_tenants 1")),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
 
     // The operator's view.
     let config = Config::from_map(&app.env(&[])).unwrap();

@@ -5,6 +5,7 @@
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
 
+use crate::audit::{ChainHead, ChainHeads};
 use crate::ProjectorError;
 
 impl ProjectorError {
@@ -34,13 +35,24 @@ impl ProjectorError {
     }
 }
 
-/// Applies the events of one commit inside the caller's transaction (no checkpoint).
+/// Applies the events of one commit inside the caller's transaction (no checkpoint) and
+/// returns where its tenant's audit chain moved (see [`ChainHeads::advance`]).
 pub(crate) async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
-) -> Result<(), ProjectorError> {
+    heads: &mut ChainHeads,
+) -> Result<Option<(String, ChainHead)>, ProjectorError> {
     // Every commit of every aggregate type is audited.
-    crate::audit::apply_commit(tx, commit).await?;
+    let advance = crate::audit::apply_commit(tx, commit, heads).await?;
+    apply_read_models(tx, commit).await?;
+    Ok(advance)
+}
+
+/// The read models other than the audit index.
+async fn apply_read_models(
+    tx: &mut Transaction<'_, Postgres>,
+    commit: &LoggedCommit,
+) -> Result<(), ProjectorError> {
     if commit.aggregate_type == "acl" {
         return crate::acl::apply_commit(tx, commit).await;
     }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use platform::projection;
 use platform::streams::EVENTS_STREAM;
 
+use crate::audit::ChainHeads;
 use crate::partition::{apply_one, Entry, Partition};
 use crate::ProjectorError;
 
@@ -94,8 +95,10 @@ async fn apply_step(part: &Partition, tenant: &str, entry: &Entry) -> Result<boo
     if entry.seq() < parked_at {
         return Ok(true);
     }
-    match apply_one(&mut tx, entry).await {
+    let mut heads = ChainHeads::default();
+    match apply_one(&mut tx, entry, &mut heads).await {
         Ok(()) => {
+            heads.flush(&mut tx).await?;
             projection::parked_progress(&mut tx, tenant, entry.seq() + 1).await?;
             tx.commit().await?;
             Ok(true)

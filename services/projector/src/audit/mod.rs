@@ -38,39 +38,120 @@ use sqlx::{Postgres, Transaction};
 
 use crate::ProjectorError;
 
-/// Writes the rows of one commit and advances its tenant's chain head. The head row is
-/// locked for the transaction, so even two projectors racing on one tenant could not hand
-/// out a position twice (the unique `(logseq, idx)` also refuses a commit indexed twice).
+/// A tenant's chain head: the position and hash of its latest audit row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub logseq: u64,
+    pub hash: [u8; 32],
+}
+
+/// The chain heads one projection transaction works on: each tenant's head is read (and
+/// row-locked) once, advanced in memory commit by commit, and written once by
+/// [`ChainHeads::flush`] before the transaction commits — two round trips per tenant and batch
+/// instead of two per commit. A head is only advanced ([`ChainHeads::advance`]) for a commit
+/// whose rows were kept, so a commit rolled back to its savepoint leaves it as it was.
+#[derive(Debug, Default)]
+pub struct ChainHeads {
+    /// `None`: the tenant has no audit row yet.
+    heads: std::collections::HashMap<String, Option<ChainHead>>,
+    advanced: std::collections::BTreeSet<String>,
+}
+
+impl ChainHeads {
+    async fn current(
+        &mut self,
+        tx: &mut Transaction<'_, Postgres>,
+        tenant: &str,
+        at: u64,
+    ) -> Result<Option<ChainHead>, ProjectorError> {
+        if let Some(head) = self.heads.get(tenant) {
+            return Ok(*head);
+        }
+        let row: Option<(i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, logseq, hash FROM audit_heads WHERE tenant = $1 FOR UPDATE",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let head = match row {
+            None => None,
+            Some((seq, logseq, bytes)) => Some(ChainHead {
+                seq: seq.max(0) as u64,
+                logseq: logseq.max(0) as u64,
+                hash: bytes.try_into().map_err(|_| ProjectorError::Corrupt {
+                    seq: at,
+                    reason: "the stored audit chain head is not 32 bytes".into(),
+                })?,
+            }),
+        };
+        self.heads.insert(tenant.to_owned(), head);
+        Ok(head)
+    }
+
+    /// Records the head a kept commit moved its tenant to.
+    pub fn advance(&mut self, advance: Option<(String, ChainHead)>) {
+        if let Some((tenant, head)) = advance {
+            self.heads.insert(tenant.clone(), Some(head));
+            self.advanced.insert(tenant);
+        }
+    }
+
+    /// Writes every advanced head (one statement), inside the caller's transaction.
+    pub async fn flush(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ProjectorError> {
+        let heads: Vec<(&String, ChainHead)> = self
+            .advanced
+            .iter()
+            .filter_map(|t| self.heads.get(t).copied().flatten().map(|h| (t, h)))
+            .collect();
+        if heads.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO audit_heads (tenant, seq, logseq, hash)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bytea[])
+             ON CONFLICT (tenant) DO UPDATE
+             SET seq = EXCLUDED.seq, logseq = EXCLUDED.logseq, hash = EXCLUDED.hash",
+        )
+        .bind(heads.iter().map(|(t, _)| (*t).clone()).collect::<Vec<_>>())
+        .bind(heads.iter().map(|(_, h)| h.seq as i64).collect::<Vec<_>>())
+        .bind(
+            heads
+                .iter()
+                .map(|(_, h)| h.logseq as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            heads
+                .iter()
+                .map(|(_, h)| h.hash.to_vec())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Writes the rows of one commit and returns the head its tenant's chain moves to (for the
+/// caller to [`ChainHeads::advance`] once the commit is kept). The head row stays locked for
+/// the transaction, so even two projectors racing on one tenant could not hand out a
+/// position twice (the unique `(logseq, idx)` also refuses a commit indexed twice).
 pub async fn apply_commit(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
-) -> Result<(), ProjectorError> {
+    heads: &mut ChainHeads,
+) -> Result<Option<(String, ChainHead)>, ProjectorError> {
     if commit.events.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let known = match needs_task_context(commit) {
         true => stored_task_context(tx, commit).await?,
         false => None,
     };
     let tenant = commit.tenant.as_str();
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = $1 FOR UPDATE")
-            .bind(tenant)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let corrupt = |reason: &str| ProjectorError::Corrupt {
-        seq: commit.stream_seq,
-        reason: reason.into(),
-    };
-    let (last_seq, mut prev) = match head {
-        None => (0, GENESIS),
-        Some((seq, bytes)) => (
-            seq.max(0) as u64,
-            bytes
-                .try_into()
-                .map_err(|_| corrupt("the stored audit chain head is not 32 bytes"))?,
-        ),
-    };
+    let head = heads.current(tx, tenant, commit.stream_seq).await?;
+    let (last_seq, mut prev) = head.map_or((0, GENESIS), |h| (h.seq, h.hash));
     let rows = entries(commit, known.as_ref(), last_seq + 1).map_err(|reason| {
         ProjectorError::Corrupt {
             seq: commit.stream_seq,
@@ -78,26 +159,20 @@ pub async fn apply_commit(
         }
     })?;
     let Some(last) = rows.last() else {
-        return Ok(());
+        return Ok(None);
     };
     let mut hashes = Vec::with_capacity(rows.len());
     for row in &rows {
         prev = row.hash(&prev);
         hashes.push(prev.to_vec());
     }
+    let advance = ChainHead {
+        seq: last.seq,
+        logseq: last.logseq,
+        hash: prev,
+    };
     insert_rows(tx, &rows, hashes).await?;
-    sqlx::query(
-        "INSERT INTO audit_heads (tenant, seq, logseq, hash) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant) DO UPDATE
-         SET seq = EXCLUDED.seq, logseq = EXCLUDED.logseq, hash = EXCLUDED.hash",
-    )
-    .bind(tenant)
-    .bind(last.seq as i64)
-    .bind(last.logseq as i64)
-    .bind(prev.to_vec())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    Ok(Some((tenant.to_owned(), advance)))
 }
 
 /// The context of the commit's task from the index row of its `task.requested`.
