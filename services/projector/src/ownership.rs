@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use platform::consumer::Backoff;
 use platform::projection;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
@@ -30,6 +31,9 @@ pub const PARTITION_CLASS: i32 = 0x6665_0002;
 /// Highest number of replicas that can be members at once.
 const MAX_MEMBERS: i32 = 1024;
 const TICK: Duration = Duration::from_secs(1);
+/// Pauses before a failed partition follower starts again from its checkpoint (the
+/// platform's one retry schedule, [`platform::consumer::Backoff`]).
+const FOLLOWER_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 struct Follower {
     stop: watch::Sender<bool>,
@@ -179,7 +183,7 @@ fn spawn(js: &jetstream::Context, pool: &PgPool, p: u32, partitions: u32) -> Fol
         partitions,
     };
     let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
+        let mut failures = 0;
         while !*stop_rx.borrow() {
             let began = std::time::Instant::now();
             match partition::follow(&part, &mut stop_rx).await {
@@ -187,17 +191,17 @@ fn spawn(js: &jetstream::Context, pool: &PgPool, p: u32, partitions: u32) -> Fol
                 Err(e) => {
                     // A follower that ran for a while before failing starts its backoff over.
                     if began.elapsed() > Duration::from_secs(30) {
-                        backoff = Duration::from_millis(200);
+                        failures = 0;
                     }
+                    failures += 1;
                     metrics::counter!("fe_projector_errors_total").increment(1);
                     tracing::error!(partition = p, error = %e, "projector: partition stopped, retrying");
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(FOLLOWER_BACKOFF.delay(failures)) => {}
                 _ = stop_rx.changed() => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
     Follower {

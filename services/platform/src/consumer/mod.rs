@@ -31,8 +31,12 @@
 //!   delivery can also be lost to a crash. Acknowledgements are bounded by a timeout, so a
 //!   vanished NATS server cannot hold the process.
 //!
-//! The projector's partition consumers can adopt it as they are (one slot per partition and a
-//! handler that applies a commit); they need no more than what is here.
+//! *Decision — the projector*: its durable position is each partition's checkpoint in
+//! PostgreSQL, written in the transaction of its effects, so it reads with ordered consumers
+//! from that checkpoint instead of acknowledging a durable consumer (an ack after the commit
+//! could be lost, one before could lose the commit). It shares what is the same: the commit
+//! parsing ([`LoggedCommit::from_message`]), the retry schedule ([`Backoff`]) and the shutdown
+//! deadline of the role (see `services/projector/README.md`).
 //!
 //! Metrics (labelled by consumer name only, never by tenant): `fe_consumer_outcomes_total
 //! {consumer, outcome}`, `fe_consumer_rejected_total{consumer}`,
