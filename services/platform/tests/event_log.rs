@@ -276,6 +276,51 @@ async fn a_commit_slipped_in_between_load_and_append_forces_a_retry() {
 }
 
 #[tokio::test]
+async fn commands_on_loaded_state_chain_without_reloading_and_survive_stale_state() {
+    let h = harness().await;
+    let none = Interloper::default();
+    add(&h.log, "acme.on", 1).await;
+    let mut loaded = h.log.load::<Counter>("acme.on").await.unwrap();
+    // Two commands in a row on the state loaded once: the second builds on the first.
+    for by in [2, 3] {
+        let cmd = CounterCommand::Add(by);
+        let done = h
+            .log
+            .execute_on("acme.on", &mut loaded, cmd, &none, HashMap::new());
+        done.await.unwrap();
+    }
+    assert_eq!((loaded.aggregate.value, loaded.sequence), (6, 3));
+    // Another writer commits meanwhile: the stale state's append is refused by JetStream and
+    // the command is decided again on fresh state; nothing is lost or applied twice.
+    add(&h.log, "acme.on", 10).await;
+    let cmd = CounterCommand::Add(100);
+    let done = h
+        .log
+        .execute_on("acme.on", &mut loaded, cmd, &none, HashMap::new());
+    assert_eq!(done.await.unwrap().aggregate.value, 116);
+    assert_eq!((loaded.aggregate.value, loaded.sequence), (116, 5));
+    let fresh = h.log.load::<Counter>("acme.on").await.unwrap();
+    assert_eq!((fresh.aggregate.value, fresh.sequence), (116, 5));
+    assert_eq!(fresh.last_stream_seq, loaded.last_stream_seq);
+    // A refusal is a refusal on fresh state too.
+    let refused = h
+        .log
+        .execute_on(
+            "acme.on",
+            &mut loaded,
+            CounterCommand::Refuse,
+            &none,
+            HashMap::new(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(ExecuteError::Domain(Refused))),
+        "{refused:?}"
+    );
+    assert_eq!(h.message_count().await, 5);
+}
+
+#[tokio::test]
 async fn aggregates_of_two_types_with_one_id_both_commit_back_to_back() {
     // A tenant's ACL and its subscriptions share the aggregate id (the tenant): the first
     // commit of the second type must not be taken for a retry of the first type's.

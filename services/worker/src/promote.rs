@@ -15,7 +15,7 @@ use events::quota::{self, Change, Usage};
 use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
 use platform::catalogue::{self, EntryKind};
-use platform::event_log::LoggedCommit;
+use platform::event_log::{Loaded, LoggedCommit};
 use platform::storage::{BlobId, Storage};
 
 use crate::effects::EffectError;
@@ -26,9 +26,10 @@ use crate::run::{execute, record_failure, Step, Worker, WorkerDeps};
 pub(crate) async fn promote(
     worker: &Worker,
     commit: &LoggedCommit,
-    task: Task,
+    mut loaded: Loaded<Task>,
 ) -> Result<Step, String> {
     let deps = &worker.deps;
+    let task = loaded.aggregate.clone();
     let (Some(task_id), Some(TaskSpec::Upload(upload))) = (task.task_id, task.spec.clone()) else {
         return Ok(Step::Settled);
     };
@@ -53,7 +54,7 @@ pub(crate) async fn promote(
                 previous_version: previous,
                 created_parents,
             };
-            execute(deps, commit, command).await?;
+            execute(deps, commit, Some(&mut loaded), command).await?;
             metrics::counter!("fe_uploads_promoted_total").increment(1);
             Ok(Step::Settled)
         }
@@ -61,9 +62,10 @@ pub(crate) async fn promote(
             let _ = storage
                 .discard_staged(&commit.tenant, upload.upload_id)
                 .await;
-            record_failure(deps, commit, EffectError::Permanent(failure)).await
+            let failure = EffectError::Permanent(failure);
+            record_failure(deps, commit, Some(&mut loaded), failure).await
         }
-        Err(transient) => record_failure(deps, commit, transient).await,
+        Err(transient) => record_failure(deps, commit, Some(&mut loaded), transient).await,
     }
 }
 

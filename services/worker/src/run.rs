@@ -21,7 +21,7 @@ use std::time::Duration;
 use events::task::{Task, TaskCommand, TaskEvent, TaskFailure, TaskSpec, TaskStatus};
 use platform::consumer::{self, Backoff, ConsumerSettings, Delivery, Handler, Outcome};
 use platform::db::ProjectionWatermark;
-use platform::event_log::{EventLog, LoggedCommit};
+use platform::event_log::{EventLog, Loaded, LoggedCommit};
 use platform::storage::Storage;
 use platform::streams;
 use sqlx::PgPool;
@@ -159,7 +159,7 @@ impl Handler for Worker {
         let step = match work {
             Work::Command => self.process(commit).await,
             Work::Promotion => match self.load_task(commit).await {
-                Ok(task) => crate::promote::promote(self, commit, task).await,
+                Ok(loaded) => crate::promote::promote(self, commit, loaded).await,
                 Err(e) => Err(e),
             },
         };
@@ -194,12 +194,13 @@ impl Worker {
     /// Runs one command task to a recorded outcome. `Err` = transient, retried later.
     async fn process(&self, commit: &LoggedCommit) -> Result<Step, String> {
         let deps = &self.deps;
-        let task = self.load_task(commit).await?;
+        let mut loaded = self.load_task(commit).await?;
+        let task = loaded.aggregate.clone();
         let (Some(task_id), Some(TaskSpec::Command(cmd))) = (task.task_id, task.spec.clone())
         else {
             // Uploads are driven by the scanner and promotion; a retried upload that was
             // scanned clean (its promotion was dead-lettered) is promoted again.
-            return crate::promote::promote(self, commit, task).await;
+            return crate::promote::promote(self, commit, loaded).await;
         };
         if task.status.is_terminal() {
             return Ok(Step::Settled);
@@ -211,9 +212,9 @@ impl Worker {
         if task.status != TaskStatus::Running {
             if let Err(err) = crate::access::recheck(&deps.pool, &commit.tenant, &task, &cmd).await
             {
-                return record_failure(deps, commit, err).await;
+                return record_failure(deps, commit, Some(&mut loaded), err).await;
             }
-            execute(deps, commit, TaskCommand::Start).await?;
+            execute(deps, commit, Some(&mut loaded), TaskCommand::Start).await?;
         }
         let started = std::time::Instant::now();
         // Commands change only the catalogue (see `effects`): deciding is the whole effect, and
@@ -227,18 +228,20 @@ impl Worker {
                 let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
                     .await
                     .map_err(|e| e.to_string())?;
-                execute(deps, commit, TaskCommand::Succeed { created_parents }).await?;
+                let succeed = TaskCommand::Succeed { created_parents };
+                execute(deps, commit, Some(&mut loaded), succeed).await?;
                 metrics::counter!("fe_tasks_finished_total", "op" => cmd.op().as_str(), "status" => "succeeded").increment(1);
                 Ok(Step::Settled)
             }
-            Err(err) => record_failure(deps, commit, err).await,
+            Err(err) => record_failure(deps, commit, Some(&mut loaded), err).await,
         }
     }
 
-    /// The task of `commit` as the log has it now (a redelivery may find it terminal).
-    pub(crate) async fn load_task(&self, commit: &LoggedCommit) -> Result<Task, String> {
+    /// The task of `commit` as the log has it now (a redelivery may find it terminal); the
+    /// commands of this delivery run on it ([`execute`]) without loading it again.
+    pub(crate) async fn load_task(&self, commit: &LoggedCommit) -> Result<Loaded<Task>, String> {
         let loaded = self.deps.log.load::<Task>(&commit.aggregate_id).await;
-        loaded.map(|l| l.aggregate).map_err(|e| e.to_string())
+        loaded.map_err(|e| e.to_string())
     }
 
     /// Checks the task's turn in the per-path log order (after at most [`TURN_WAIT`] for the
@@ -297,6 +300,7 @@ impl Worker {
         match execute(
             &self.deps,
             commit,
+            None,
             TaskCommand::DeadLetter { error: failure },
         )
         .await
@@ -317,6 +321,7 @@ impl Worker {
 pub(crate) async fn record_failure(
     deps: &WorkerDeps,
     commit: &LoggedCommit,
+    loaded: Option<&mut Loaded<Task>>,
     err: EffectError,
 ) -> Result<Step, String> {
     match err {
@@ -325,17 +330,20 @@ pub(crate) async fn record_failure(
             tracing::info!(code = %failure.code, "worker: task failed");
             metrics::counter!("fe_tasks_finished_total", "op" => "command", "status" => "failed")
                 .increment(1);
-            execute(deps, commit, TaskCommand::Fail { error: failure }).await?;
+            execute(deps, commit, loaded, TaskCommand::Fail { error: failure }).await?;
             Ok(Step::Settled)
         }
     }
 }
 
-/// Appends a task command's events; a task that reached a terminal state meanwhile (another
+/// Appends a task command's events — on the task as this delivery `loaded` it when given
+/// (no second load; a stale state is detected by the append and decided again), else on the
+/// task as the log has it now. A task that reached a terminal state meanwhile (another
 /// delivery finished it) is not an error.
 pub(crate) async fn execute(
     deps: &WorkerDeps,
     commit: &LoggedCommit,
+    loaded: Option<&mut Loaded<Task>>,
     command: TaskCommand,
 ) -> Result<(), String> {
     let mut metadata = HashMap::new();
@@ -346,11 +354,16 @@ pub(crate) async fn execute(
     if let Some(rid) = &commit.headers.request_id {
         metadata.insert("request_id".to_owned(), rid.clone());
     }
-    match deps
-        .log
-        .execute::<Task>(&commit.aggregate_id, command, &(), metadata)
-        .await
-    {
+    let id = &commit.aggregate_id;
+    let executed = match loaded {
+        Some(loaded) => {
+            deps.log
+                .execute_on(id, loaded, command, &(), metadata)
+                .await
+        }
+        None => deps.log.execute::<Task>(id, command, &(), metadata).await,
+    };
+    match executed {
         Ok(_) => Ok(()),
         Err(platform::event_log::ExecuteError::Domain(
             events::task::TaskError::AlreadyTerminal,

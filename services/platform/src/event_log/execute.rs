@@ -16,7 +16,7 @@ use cqrs_es::{Aggregate, EventEnvelope};
 
 use super::commit::Commit;
 use super::subject::subject_for;
-use super::{EventLog, EventLogError};
+use super::{EventLog, EventLogError, Loaded};
 
 /// Attempts per command before giving up with a conflict.
 const MAX_ATTEMPTS: u32 = 10;
@@ -34,6 +34,20 @@ pub struct Executed<A: Aggregate> {
     pub stream_seq: Option<u64>,
     /// The aggregate's state after the command.
     pub aggregate: A,
+    /// The aggregate's sequence and its subject's last stream sequence after the command.
+    pub sequence: usize,
+    pub last_stream_seq: u64,
+}
+
+impl<A: Aggregate + Clone> Executed<A> {
+    /// The state after the command, as [`EventLog::load`] would return it now.
+    pub fn state(&self) -> Loaded<A> {
+        Loaded {
+            aggregate: self.aggregate.clone(),
+            sequence: self.sequence,
+            last_stream_seq: self.last_stream_seq,
+        }
+    }
 }
 
 /// Why a command was not accepted.
@@ -89,6 +103,8 @@ impl EventLog {
                     events,
                     stream_seq: None,
                     aggregate,
+                    sequence: loaded.sequence,
+                    last_stream_seq: loaded.last_stream_seq,
                 });
             }
             let commit = new_commit::<A>(aggregate_id, loaded.sequence, &events, &metadata)
@@ -100,9 +116,11 @@ impl EventLog {
             {
                 Ok(seq) => {
                     return Ok(Executed {
+                        sequence: loaded.sequence + events.len(),
                         events,
                         stream_seq: Some(seq),
                         aggregate,
+                        last_stream_seq: seq,
                     })
                 }
                 Err(EventLogError::Conflict) => {
@@ -147,9 +165,11 @@ impl EventLog {
             new_commit::<A>(aggregate_id, 0, &events, &metadata).map_err(ExecuteError::Log)?;
         match self.publish_commit(&subject, &commit, 0).await {
             Ok(seq) => Ok(Executed {
+                sequence: events.len(),
                 events,
                 stream_seq: Some(seq),
                 aggregate,
+                last_stream_seq: seq,
             }),
             Err(EventLogError::Conflict) => {
                 tracing::debug!(aggregate_id, "aggregate exists; running on its state");
@@ -158,6 +178,61 @@ impl EventLog {
             }
             Err(e) => Err(ExecuteError::Log(e)),
         }
+    }
+}
+
+impl EventLog {
+    /// Like [`EventLog::execute`], starting from state the caller loaded earlier (one load
+    /// fewer per command on a worker's path: load once, then start, then succeed). Stale state
+    /// is harmless: the append expects the subject's last stream sequence of `loaded`, so a
+    /// commit made meanwhile turns it into a conflict, and a refusal may come from stale state;
+    /// in both cases the command runs again on fresh state through [`EventLog::execute`].
+    /// `loaded` is updated to the state after the command.
+    pub async fn execute_on<A: Aggregate + Clone>(
+        &self,
+        aggregate_id: &str,
+        loaded: &mut Loaded<A>,
+        command: A::Command,
+        services: &A::Services,
+        metadata: HashMap<String, String>,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let subject = subject_for(A::TYPE, aggregate_id).map_err(ExecuteError::Log)?;
+        let mut aggregate = loaded.aggregate.clone();
+        let sink = EventSink::<A>::default();
+        let handled = aggregate.handle(command.clone(), services, &sink).await;
+        let events = sink.collect().await;
+        if handled.is_ok() && !events.is_empty() {
+            let commit = new_commit::<A>(aggregate_id, loaded.sequence, &events, &metadata)
+                .map_err(ExecuteError::Log)?;
+            match self
+                .publish_commit(&subject, &commit, loaded.last_stream_seq)
+                .await
+            {
+                Ok(seq) => {
+                    let executed = Executed {
+                        sequence: loaded.sequence + events.len(),
+                        events,
+                        stream_seq: Some(seq),
+                        aggregate,
+                        last_stream_seq: seq,
+                    };
+                    *loaded = executed.state();
+                    return Ok(executed);
+                }
+                Err(EventLogError::Conflict) => {}
+                Err(e) => return Err(ExecuteError::Log(e)),
+            }
+        }
+        // Refused or a no-op on possibly stale state, or a commit made meanwhile: decided
+        // again on fresh state.
+        let executed = self
+            .execute(aggregate_id, command, services, metadata)
+            .await?;
+        *loaded = executed.state();
+        Ok(executed)
     }
 }
 
