@@ -69,6 +69,11 @@ impl Platform {
             .await
             .context("applying migrations")?;
         let storage = platform::storage::from_config(&config.storage).context("opening storage")?;
+        // A wrong bucket, endpoint or credentials stop the process here, not the first upload.
+        storage
+            .check()
+            .await
+            .context("checking storage (FE_STORAGE)")?;
         Ok(Self {
             log: EventLog::new(js),
             nats,
