@@ -249,9 +249,24 @@ pub trait StagedWriter: Send {
 }
 
 /// Parses `FE_STORAGE`: `local:<dir>` -> [`LocalStorage`]; `s3://bucket[/prefix]` ->
-/// [`S3Storage`] configured from the `AWS_*` variables and `FE_S3_ENDPOINT` (see
-/// [`S3Settings::from_env`]). Nothing is sent to S3 here: [`Storage::check`] does that.
+/// [`S3Storage`] configured from the `AWS_*` variables, `FE_S3_ENDPOINT` and
+/// `FE_S3_FORCE_PATH_STYLE` of the environment (see [`S3Settings::from_env`]). Nothing is sent
+/// to S3 here: [`Storage::check`] does that.
 pub fn from_config(spec: &str) -> Result<Arc<dyn Storage>, StorageError> {
+    open(spec, &S3Options::default())
+}
+
+/// The S3 settings the binary's configuration carries (`FE_S3_ENDPOINT`,
+/// `FE_S3_FORCE_PATH_STYLE`, also given as `--s3-endpoint`, `--s3-force-path-style`); each
+/// one set wins over the environment.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+}
+
+/// Like [`from_config`], with the S3 settings of the configuration taking precedence.
+pub fn open(spec: &str, s3: &S3Options) -> Result<Arc<dyn Storage>, StorageError> {
     if let Some(dir) = spec.strip_prefix("local:") {
         if dir.is_empty() {
             return Err(StorageError::Config(
@@ -261,7 +276,13 @@ pub fn from_config(spec: &str) -> Result<Arc<dyn Storage>, StorageError> {
         return Ok(Arc::new(LocalStorage::new(dir)?));
     }
     if spec.starts_with("s3://") {
-        let settings = S3Settings::from_env(spec)?;
+        let settings = S3Settings::parse(spec, |name| match name {
+            "FE_S3_ENDPOINT" if s3.endpoint.is_some() => s3.endpoint.clone(),
+            "FE_S3_FORCE_PATH_STYLE" if s3.force_path_style.is_some() => {
+                s3.force_path_style.map(|b| b.to_string())
+            }
+            _ => s3::env_var(name),
+        })?;
         return Ok(Arc::new(S3Storage::new(&settings)));
     }
     Err(StorageError::Config(

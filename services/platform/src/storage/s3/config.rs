@@ -52,9 +52,7 @@ pub struct S3Settings {
 impl S3Settings {
     /// Parses `s3://bucket[/prefix]` with the process environment.
     pub fn from_env(spec: &str) -> Result<Self, StorageError> {
-        Self::parse(spec, |name| {
-            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-        })
+        Self::parse(spec, env_var)
     }
 
     /// Parses `s3://bucket[/prefix]`, reading variables through `var` (tests pass their own).
@@ -152,6 +150,11 @@ impl S3Settings {
         }
         aws_sdk_s3::Client::from_conf(builder.build())
     }
+}
+
+/// A variable of the process environment; blank counts as unset (as for every `FE_*`).
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// `a/b` (or `a/b/`) → `a/b/`; empty → empty. Segments are restricted to `[A-Za-z0-9._-]`

@@ -53,7 +53,7 @@ use events::TenantId;
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
-pub use config::{S3Settings, DEFAULT_PART_SIZE, MIN_PART_SIZE};
+pub use config::{env_var, S3Settings, DEFAULT_PART_SIZE, MIN_PART_SIZE};
 use errors::storage_err;
 use writer::S3StagedWriter;
 
