@@ -304,6 +304,13 @@ contract_tests!(local_backend, local());
 /// An S3 storage on a fresh bucket of its own moto server, under a key prefix (so the prefix
 /// handling is part of every test).
 async fn s3_storage(part_size: usize) -> (testkit::s3::S3Server, S3Storage) {
+    s3_storage_with(|s| s.with_part_size(part_size)).await
+}
+
+/// Like [`s3_storage`] with the settings adjusted by `adjust`.
+async fn s3_storage_with(
+    adjust: impl FnOnce(S3Settings) -> S3Settings,
+) -> (testkit::s3::S3Server, S3Storage) {
     let server = testkit::s3::S3Server::start().await.unwrap();
     let bucket = server.create_bucket().await.unwrap();
     let endpoint = server.endpoint.clone();
@@ -317,9 +324,8 @@ async fn s3_storage(part_size: usize) -> (testkit::s3::S3Server, S3Storage) {
         }
         .map(str::to_owned)
     })
-    .unwrap()
-    .with_part_size(part_size);
-    let s = S3Storage::new(&settings);
+    .unwrap();
+    let s = S3Storage::new(&adjust(settings));
     s.check().await.unwrap();
     (server, s)
 }

@@ -120,6 +120,65 @@ async fn s3_upload_larger_than_a_part_streams_through_multipart_and_reads_back_i
     assert_eq!(slice, bytes[start as usize..end as usize]);
 }
 
+/// Objects over S3's 5 GiB single-copy limit are published (and quarantined) with a
+/// multipart copy; the limit is lowered here so that a small object takes that path.
+#[tokio::test]
+async fn s3_objects_over_the_single_copy_limit_are_copied_in_parts() {
+    let (_server, s) = s3_storage_with(|settings| {
+        settings
+            .with_part_size(MIN_PART_SIZE)
+            .with_copy_limit(MIN_PART_SIZE as u64)
+    })
+    .await;
+    let a = t("acme");
+    let bytes = pattern(2 * MIN_PART_SIZE + 4321);
+    let blob = blob_of(&bytes);
+    let id = stage(&s, &a, &[&bytes]).await;
+    s.publish(&a, id, &blob).await.unwrap();
+    s.publish(&a, id, &blob).await.unwrap();
+    let head = s
+        .client()
+        .head_object()
+        .bucket(s.bucket())
+        .key(s.blob_key(&a, &blob))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().trim_matches('"').ends_with("-3"),
+        "copied in 3 parts: {:?}",
+        head.e_tag()
+    );
+    let (whole, size) = read(&s, &a, &blob, None).await;
+    assert_eq!(size, bytes.len() as u64);
+    assert!(whole == bytes, "the copied blob differs");
+    assert!(matches!(
+        s.open_staged(&a, id).await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    let infected = stage(&s, &a, &[&bytes]).await;
+    s.quarantine(&a, infected).await.unwrap();
+    s.quarantine(&a, infected).await.unwrap();
+    let quarantined = s
+        .client()
+        .head_object()
+        .bucket(s.bucket())
+        .key(format!("fe/test/quarantine/acme/{infected}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(quarantined.content_length(), Some(bytes.len() as i64));
+    let uploads = s
+        .client()
+        .list_multipart_uploads()
+        .bucket(s.bucket())
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "no copy left incomplete");
+}
+
 #[tokio::test]
 async fn s3_abandoned_multipart_uploads_are_aborted_by_drop_or_by_the_janitor() {
     let (server, s) = s3_storage(MIN_PART_SIZE).await;

@@ -20,6 +20,8 @@ use crate::storage::StorageError;
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// S3's minimum size of a part that is not the last.
 pub const MIN_PART_SIZE: usize = 5 << 20;
+/// The largest object one `CopyObject` may copy on S3; larger ones are copied in parts.
+pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 /// Region when neither `AWS_REGION` nor `AWS_DEFAULT_REGION` is set.
 const DEFAULT_REGION: &str = "us-east-1";
 /// Establishing a connection.
@@ -47,6 +49,8 @@ pub struct S3Settings {
     pub credentials: Credentials,
     /// See [`DEFAULT_PART_SIZE`]; never below [`MIN_PART_SIZE`].
     pub part_size: usize,
+    /// Objects larger than this are copied in parts ([`MAX_SINGLE_COPY`]; tests lower it).
+    pub copy_limit: u64,
 }
 
 impl S3Settings {
@@ -122,12 +126,20 @@ impl S3Settings {
             force_path_style,
             credentials,
             part_size: DEFAULT_PART_SIZE,
+            copy_limit: MAX_SINGLE_COPY,
         })
     }
 
     /// The same settings with another part size (at least [`MIN_PART_SIZE`]).
     pub fn with_part_size(mut self, part_size: usize) -> Self {
         self.part_size = part_size.max(MIN_PART_SIZE);
+        self
+    }
+
+    /// The same settings with another single-copy limit (at most [`MAX_SINGLE_COPY`]), so
+    /// that tests can exercise the multipart copy with small objects.
+    pub fn with_copy_limit(mut self, limit: u64) -> Self {
+        self.copy_limit = limit.min(MAX_SINGLE_COPY);
         self
     }
 

@@ -23,8 +23,8 @@
 //!   appears complete or not at all), then deletes the staged object. An existing blob is
 //!   overwritten with identical bytes, which refreshes its `LastModified`: the "fresh again"
 //!   that garbage collection relies on (it spares blobs modified within its grace period).
-//!   `CopyObject` is limited to 5 GiB; larger staged objects are refused with an error naming
-//!   the limit (uploads are capped far below by `FE_MAX_UPLOAD_BYTES`).
+//!   `CopyObject` is limited to 5 GiB; larger staged objects are copied with a multipart
+//!   copy (`UploadPartCopy` of 1 GiB ranges), equally atomic.
 //! - `quarantine` is the same copy-then-delete into the quarantine area.
 //! - `stale_staged` reports staged objects *and* incomplete multipart uploads of staging keys
 //!   (an upload whose writer vanished) idle for longer than the threshold; the janitor then
@@ -44,6 +44,7 @@
 
 mod config;
 mod errors;
+mod objects;
 mod writer;
 
 use std::time::{Duration, SystemTime};
@@ -53,14 +54,11 @@ use events::TenantId;
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
-pub use config::{env_var, S3Settings, DEFAULT_PART_SIZE, MIN_PART_SIZE};
+pub use config::{env_var, S3Settings, DEFAULT_PART_SIZE, MAX_SINGLE_COPY, MIN_PART_SIZE};
 use errors::storage_err;
 use writer::S3StagedWriter;
 
 use super::{BlobId, BlobInfo, StagedWriter, Storage, StorageCounters, StorageError, StorageStats};
-
-/// The largest object one `CopyObject` may copy.
-const MAX_COPY_BYTES: u64 = 5 << 30;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
@@ -97,6 +95,8 @@ pub struct S3Storage {
     bucket: String,
     prefix: String,
     part_size: usize,
+    /// Objects up to this size are copied with one `CopyObject`, larger ones in parts.
+    copy_limit: u64,
     counters: std::sync::Arc<StorageCounters>,
 }
 
@@ -117,6 +117,7 @@ impl S3Storage {
             bucket: settings.bucket.clone(),
             prefix: settings.prefix.clone(),
             part_size: settings.part_size.max(MIN_PART_SIZE),
+            copy_limit: settings.copy_limit,
             counters: std::sync::Arc::default(),
         }
     }
@@ -151,212 +152,11 @@ impl S3Storage {
         self.upload_key(t, Area::Staging, id)
     }
 
-    /// The size of the object at `key`, `None` when there is none.
-    async fn head(&self, key: &str, ctx: &str) -> Result<Option<u64>, StorageError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(
-                out.content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-            )),
-            Err(e) => match storage_err(e, ctx) {
-                StorageError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
-        }
-    }
-
-    /// Copies `from` onto `to` (both in the bucket) whose source is `len` bytes.
-    async fn copy(&self, from: &str, to: &str, len: u64, ctx: &str) -> Result<(), StorageError> {
-        if len > MAX_COPY_BYTES {
-            return Err(StorageError::Io(format!(
-                "{ctx}: {len} bytes is over the 5 GiB a single S3 copy allows"
-            )));
-        }
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(to)
-            .copy_source(format!("{}/{from}", self.bucket))
-            .send()
-            .await
-            .map_err(|e| storage_err(e, ctx))?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str, ctx: &str) -> Result<(), StorageError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| storage_err(e, ctx))?;
-        Ok(())
-    }
-
-    /// Every object below `prefix`: (key, size, last modified).
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64, SystemTime)>, StorageError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| storage_err(e, "listing the bucket"))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else {
-                    continue;
-                };
-                let size = object
-                    .size()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0);
-                found.push((key.to_owned(), size, system_time(object.last_modified())));
-            }
-        }
-        Ok(found)
-    }
-
-    /// Incomplete multipart uploads below `prefix`: (key, upload id, initiated).
-    async fn multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<(String, String, SystemTime)>, StorageError> {
-        let mut found = Vec::new();
-        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| storage_err(e, "listing multipart uploads"))?;
-            for upload in page.uploads() {
-                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                    found.push((
-                        key.to_owned(),
-                        id.to_owned(),
-                        system_time(upload.initiated()),
-                    ));
-                }
-            }
-            if page.is_truncated() != Some(true) {
-                return Ok(found);
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            id_marker = page.next_upload_id_marker().map(str::to_owned);
-            if key_marker.is_none() && id_marker.is_none() {
-                return Ok(found);
-            }
-        }
-    }
-
-    /// When a multipart upload last received a part (its start when it has none).
-    async fn last_activity(
-        &self,
-        key: &str,
-        upload_id: &str,
-        initiated: SystemTime,
-    ) -> Result<SystemTime, StorageError> {
-        let mut pages = self
-            .client
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .into_paginator()
-            .send();
-        let mut latest = initiated;
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(page) => page,
-                // A 200 the SDK cannot read: a server whose ListParts document is not quite
-                // S3's (moto names its root element `ListPartsResponse`). Its part timestamps
-                // are still there; without any, the start of the upload is all there is.
-                Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(200) => {
-                    let body = e.raw_response().and_then(|r| r.body().bytes());
-                    let parts = body.map(part_times).unwrap_or_default();
-                    return Ok(parts.into_iter().fold(initiated, SystemTime::max));
-                }
-                // Completed or aborted since it was listed: not idle, just gone.
-                Err(e) => match storage_err(e, "listing parts") {
-                    StorageError::NotFound(_) => return Ok(SystemTime::now()),
-                    other => return Err(other),
-                },
-            };
-            for part in page.parts() {
-                latest = latest.max(system_time(part.last_modified()));
-            }
-        }
-        Ok(latest)
-    }
-
-    /// Aborts every incomplete multipart upload of `key`.
-    async fn abort_uploads_of(&self, key: &str, ctx: &str) -> Result<(), StorageError> {
-        for (upload_key, upload_id, _) in self.multipart_uploads(key).await? {
-            if upload_key != key {
-                continue;
-            }
-            let aborted = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .send()
-                .await;
-            match aborted.map_err(|e| storage_err(e, ctx)) {
-                Ok(_) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     /// `<tenant>/<name>` below an area → the tenant and the name, when both are valid.
     fn split_tenant(rel: &str) -> Option<(TenantId, &str)> {
         let (tenant, name) = rel.split_once('/')?;
         Some((TenantId::parse(tenant).ok()?, name))
     }
-}
-
-/// An S3 timestamp as a `SystemTime` (the epoch when absent or out of range, which makes an
-/// undated object look old: it is reported, never hidden).
-fn system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
-    t.and_then(|t| SystemTime::try_from(*t).ok())
-        .unwrap_or(std::time::UNIX_EPOCH)
-}
-
-/// The `<LastModified>` times in a raw `ListParts` document.
-fn part_times(xml: &[u8]) -> Vec<SystemTime> {
-    let text = String::from_utf8_lossy(xml);
-    text.split("<LastModified>")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("</LastModified>"))
-        .filter_map(|(time, _)| {
-            aws_sdk_s3::primitives::DateTime::from_str(
-                time.trim(),
-                aws_sdk_s3::primitives::DateTimeFormat::DateTime,
-            )
-            .ok()
-        })
-        .map(|t| system_time(Some(&t)))
-        .collect()
 }
 
 /// Parses `bytes <start>-<end>/<total>` (a `Content-Range`) into the total.
@@ -609,21 +409,6 @@ impl Storage for S3Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn part_times_are_read_from_a_raw_list_parts_document() {
-        let xml = b"<ListPartsResponse><Part><PartNumber>1</PartNumber>\
-            <LastModified>2026-12-02T01:04:57.000Z</LastModified></Part><Part>\
-            <LastModified>2026-12-02T01:04:59.000Z</LastModified></Part>\
-            <Part><LastModified>garbage</LastModified></Part></ListPartsResponse>";
-        let times = part_times(xml);
-        assert_eq!(times.len(), 2);
-        assert_eq!(
-            times[1].duration_since(times[0]).unwrap(),
-            Duration::from_secs(2)
-        );
-        assert!(part_times(b"<Error/>").is_empty());
-    }
 
     #[test]
     fn content_range_gives_the_total() {
