@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, ResponseChecksumValidation};
 
 use crate::storage::StorageError;
 
@@ -156,7 +156,11 @@ impl S3Settings {
             .credentials_provider(self.credentials.clone())
             .force_path_style(self.force_path_style)
             .timeout_config(timeouts)
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            // Whole-object reads ask for the checksum themselves (`ChecksumMode::Enabled`);
+            // ranged reads must not: S3 sends none for a range, and a server that sends the
+            // whole object's (moto) would fail every ranged read.
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint_url(endpoint);
         }

@@ -49,6 +49,7 @@ mod writer;
 
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
 use events::TenantId;
 use tokio::io::AsyncRead;
@@ -212,6 +213,7 @@ impl Storage for S3Storage {
             .get_object()
             .bucket(&self.bucket)
             .key(self.staged_key(t, upload_id))
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| storage_err(e, &staged_ctx(upload_id)))?;
@@ -333,6 +335,10 @@ impl Storage for S3Storage {
             }
             // S3 clamps the end itself (an end past the blob means "to the end").
             request = request.range(format!("bytes={start}-{}", end - 1));
+        } else {
+            // The SDK verifies the object's checksum while it streams (single-part objects;
+            // a multipart object's composite checksum cannot be checked against its bytes).
+            request = request.checksum_mode(ChecksumMode::Enabled);
         }
         match request.send().await {
             Ok(out) => {

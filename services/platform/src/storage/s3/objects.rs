@@ -6,7 +6,7 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 
 use super::errors::storage_err;
 use super::{S3Storage, MIN_PART_SIZE};
@@ -52,11 +52,14 @@ impl S3Storage {
         if len > self.copy_limit {
             return self.multipart_copy(from, to, len, ctx).await;
         }
+        // The copy gets a checksum of its own whole content, which whole-object reads verify
+        // (a multipart source only has a composite one; moto would even copy that verbatim).
         self.client
             .copy_object()
             .bucket(&self.bucket)
             .key(to)
             .copy_source(format!("{}/{from}", self.bucket))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .send()
             .await
             .map_err(|e| storage_err(e, ctx))?;

@@ -1,5 +1,10 @@
 //! [`S3StagedWriter`]: streams one upload into its staging key with bounded memory.
 //!
+//! Every part carries a CRC32 checksum declared when the upload is created and repeated in
+//! `CompleteMultipartUpload`, as S3 requires once an upload has a checksum algorithm (the
+//! SDK checksums each part by default; an upload created without the algorithm would refuse
+//! them).
+//!
 //! Bytes are buffered up to one part ([`super::S3Settings::part_size`]). The first full part
 //! starts a multipart upload and every full part is uploaded as it fills, so at most one part
 //! is held (plus the one in flight). `finish` either completes the multipart upload or, for an
@@ -14,7 +19,7 @@
 //! lifecycle rule removes it.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::BytesMut;
 
@@ -71,6 +76,7 @@ impl S3StagedWriter {
                     .create_multipart_upload()
                     .bucket(&self.bucket)
                     .key(&self.key)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
                     .send()
                     .await
                     .map_err(|e| storage_err(e, &self.ctx))?;
@@ -98,6 +104,7 @@ impl S3StagedWriter {
             .key(&self.key)
             .upload_id(upload_id)
             .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(part))
             .send()
             .await
@@ -105,6 +112,7 @@ impl S3StagedWriter {
         self.parts.push(
             CompletedPart::builder()
                 .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                .set_checksum_crc32(uploaded.checksum_crc32().map(str::to_owned))
                 .part_number(number)
                 .build(),
         );
