@@ -334,3 +334,56 @@ async fn s3_whole_reads_fail_on_a_checksum_mismatch() {
     // A range is served as stored (S3 has no checksum of a range to check it against).
     assert_eq!(read(&s, &a, &blob, Some((0, 3))).await.0, b"tam");
 }
+
+/// The start-up check tells a missing bucket (configuration) from an unreachable server
+/// (transient), and no error or debug output ever carries the credentials.
+#[tokio::test]
+async fn s3_start_up_check_names_the_problem_and_never_the_credentials() {
+    let server = testkit::s3::S3Server::start().await.unwrap();
+    let storage_on = |bucket: &str, endpoint: String| {
+        let settings = S3Settings::parse(&format!("s3://{bucket}"), |name| {
+            match name {
+                "AWS_ACCESS_KEY_ID" => Some("AKIALEAKCHECKKEYID"),
+                "AWS_SECRET_ACCESS_KEY" => Some("secret-that-must-not-leak"),
+                "AWS_SESSION_TOKEN" => Some("token-that-must-not-leak"),
+                "FE_S3_ENDPOINT" => Some(endpoint.as_str()),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap();
+        S3Storage::new(&settings)
+    };
+    let missing = storage_on("no-such-bucket", server.endpoint.clone());
+    let missing_err = missing.check().await.unwrap_err();
+    assert!(
+        matches!(&missing_err, StorageError::Config(m) if m.contains("does not exist")),
+        "{missing_err}"
+    );
+    let port = testkit::free_port().unwrap();
+    let unreachable = storage_on("some-bucket", format!("http://127.0.0.1:{port}"));
+    let unreachable_err = unreachable.check().await.unwrap_err();
+    assert!(
+        matches!(&unreachable_err, StorageError::Io(m) if m.contains("unreachable")),
+        "{unreachable_err}"
+    );
+    let blob_err = unreachable
+        .blob_size(&t("acme"), &blob_of(b"x"))
+        .await
+        .unwrap_err();
+    for shown in [
+        missing_err.to_string(),
+        format!("{missing_err:?}"),
+        unreachable_err.to_string(),
+        format!("{blob_err:?}"),
+        format!("{unreachable:?}"),
+    ] {
+        for secret in [
+            "AKIALEAKCHECKKEYID",
+            "secret-that-must-not-leak",
+            "token-that-must-not-leak",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+}
