@@ -85,6 +85,23 @@ impl TestApp {
     /// Like [`TestApp::spawn_with_scanner`], with its bytes on `backend`.
     pub async fn spawn_with_scanner_on(backend: Backend, extra: &[(&str, &str)]) -> Self {
         let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
+        let mut env: Vec<(&str, &str)> = vec![
+            ("FE_CLAMD_ADDR", clamd.addr.as_str()),
+            ("FE_LINK_SECRET", "test-link-secret-of-at-least-32-bytes"),
+        ];
+        env.extend_from_slice(extra);
+        let mut app = Self::spawn_with_on(
+            backend,
+            &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
+            &env,
+        )
+        .await;
+        app.clamd = Some(clamd);
+        app
+    }
+
+    /// Like [`TestApp::spawn_with`], with its bytes on `backend`.
+    pub async fn spawn_with_on(backend: Backend, roles: &[Role], extra: &[(&str, &str)]) -> Self {
         let s3 = match backend {
             Backend::Local => None,
             Backend::S3 => Some(testkit::s3::S3Server::start().await.expect("moto_server")),
@@ -101,18 +118,9 @@ impl TestApp {
             s3_env.push(("FE_STORAGE", format!("s3://{bucket}/e2e")));
             s3_env.push(("FE_S3_ENDPOINT", server.endpoint.clone()));
         }
-        let mut env: Vec<(&str, &str)> = vec![
-            ("FE_CLAMD_ADDR", clamd.addr.as_str()),
-            ("FE_LINK_SECRET", "test-link-secret-of-at-least-32-bytes"),
-        ];
-        env.extend(s3_env.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut env: Vec<(&str, &str)> = s3_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(extra);
-        let mut app = Self::spawn_with(
-            &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
-            &env,
-        )
-        .await;
-        app.clamd = Some(clamd);
+        let mut app = Self::spawn_with(roles, &env).await;
         app.s3 = s3;
         app
     }
