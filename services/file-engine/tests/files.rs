@@ -164,7 +164,16 @@ async fn clean_upload_round_trip(backend: Backend) {
 
 #[tokio::test]
 async fn an_infected_upload_is_quarantined_and_never_served() {
-    let app = TestApp::spawn_with_scanner(&[]).await;
+    infected_upload_is_quarantined(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn an_infected_upload_is_quarantined_and_never_served_on_s3() {
+    infected_upload_is_quarantined(Backend::S3).await;
+}
+
+async fn infected_upload_is_quarantined(backend: Backend) {
+    let app = TestApp::spawn_with_scanner_on(backend, &[]).await;
     let t = app.admin("acme");
     let task = app.upload_and_wait(&t, "/eicar.txt", EICAR.to_vec()).await;
     assert_eq!(task["status"], "failed");
@@ -186,15 +195,18 @@ async fn an_infected_upload_is_quarantined_and_never_served() {
     );
     let (_, stat) = app.get_json(&t, "/v1/stat/eicar.txt").await;
     assert_eq!(stat["status"], "quarantined");
+    let acme = events::TenantId::parse("acme").unwrap();
     assert!(
-        app.blob_files("acme").is_empty(),
+        app.platform
+            .storage
+            .list_blobs(Some(&acme))
+            .await
+            .unwrap()
+            .is_empty(),
         "infected bytes became a blob"
     );
-    let quarantined = std::fs::read_dir(app.storage.path().join("quarantine/acme"))
-        .unwrap()
-        .count();
-    assert_eq!(quarantined, 1);
-    assert_eq!(app.staged_count("acme"), 0);
+    assert_eq!(app.quarantined_count("acme").await, 1);
+    assert_eq!(app.staged_left("acme").await, 0);
 }
 
 #[tokio::test]

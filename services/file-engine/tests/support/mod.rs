@@ -370,6 +370,25 @@ impl TestApp {
             .count()
     }
 
+    /// Uploads of a tenant in quarantine: files in the local quarantine directory, or keys
+    /// under the quarantine prefix of the S3 bucket (listed with a plain request to moto,
+    /// which needs no signature).
+    pub async fn quarantined_count(&self, tenant: &str) -> usize {
+        let Some(server) = &self.s3 else {
+            return std::fs::read_dir(self.storage.path().join("quarantine").join(tenant))
+                .map(|d| d.count())
+                .unwrap_or(0);
+        };
+        let spec = self.platform.config.storage.trim_start_matches("s3://");
+        let (bucket, prefix) = spec.split_once('/').unwrap_or((spec, ""));
+        let url = format!(
+            "{}/{bucket}?list-type=2&prefix={prefix}/quarantine/{tenant}/",
+            server.endpoint
+        );
+        let listing = reqwest::get(url).await.unwrap().text().await.unwrap();
+        listing.matches("<Key>").count()
+    }
+
     /// Staged uploads of a tenant still on disk.
     pub fn staged_count(&self, tenant: &str) -> usize {
         std::fs::read_dir(self.storage.path().join("staging").join(tenant))
