@@ -13,11 +13,11 @@
 //! filter) can expire staging and quarantine for every tenant; see the platform README's
 //! "S3 storage" section. No user-chosen text ever becomes part of a key: tenants are
 //! `[a-z0-9-]`, blob names hex, upload ids uuids, and the configured prefix is restricted to
-//! `[A-Za-z0-9._-]` segments ([`config`]), so no key escapes its tenant's area and keys need
+//! `[A-Za-z0-9._-]` segments (`config.rs`), so no key escapes its tenant's area and keys need
 //! no escaping anywhere (not even in `CopySource`).
 //!
 //! Operations:
-//! - staged uploads are written by [`writer`] (multipart with one part of memory, nothing
+//! - staged uploads are written by `writer.rs` (multipart with one part of memory, nothing
 //!   visible before `finish`);
 //! - `publish` copies the staged object onto its blob key (`CopyObject` is atomic: the blob
 //!   appears complete or not at all), then deletes the staged object. An existing blob is
@@ -33,6 +33,11 @@
 //!   upload that is still streaming is never aborted. (moto's `ListParts` document has a
 //!   root element the SDK refuses, and moto reports a fixed 2010 start for every upload: the
 //!   part times are then read from the raw document.)
+//!
+//! - Integrity: every part and every copy carries a CRC32 that S3 checks on arrival; whole
+//!   reads (`open_staged`, `open_blob` without a range) ask for the stored checksum and the
+//!   SDK verifies it as the body streams, failing the read on a mismatch. Ranged reads do not
+//!   ask (S3 has no checksum of a range).
 //!
 //! Re-runs after a crash: `publish` between copy and delete finds both and redoes both
 //! (same bytes); after the delete it finds only the blob: Ok. `quarantine` likewise.
