@@ -276,18 +276,27 @@ pub fn open(spec: &str, s3: &S3Options) -> Result<Arc<dyn Storage>, StorageError
         return Ok(Arc::new(LocalStorage::new(dir)?));
     }
     if spec.starts_with("s3://") {
-        let settings = S3Settings::parse(spec, |name| match name {
-            "FE_S3_ENDPOINT" if s3.endpoint.is_some() => s3.endpoint.clone(),
-            "FE_S3_FORCE_PATH_STYLE" if s3.force_path_style.is_some() => {
-                s3.force_path_style.map(|b| b.to_string())
-            }
-            _ => s3::env_var(name),
-        })?;
+        let settings = s3_settings(spec, s3, s3::env_var)?;
         return Ok(Arc::new(S3Storage::new(&settings)));
     }
     Err(StorageError::Config(
         "FE_STORAGE must be local:<dir> or s3://bucket[/prefix]".into(),
     ))
+}
+
+/// The S3 settings of `spec`: the configuration's values where set, else `var`'s.
+fn s3_settings(
+    spec: &str,
+    s3: &S3Options,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<S3Settings, StorageError> {
+    S3Settings::parse(spec, |name| match name {
+        "FE_S3_ENDPOINT" if s3.endpoint.is_some() => s3.endpoint.clone(),
+        "FE_S3_FORCE_PATH_STYLE" if s3.force_path_style.is_some() => {
+            s3.force_path_style.map(|b| b.to_string())
+        }
+        _ => var(name),
+    })
 }
 
 #[cfg(test)]
@@ -321,6 +330,33 @@ mod tests {
         assert_eq!(StorageError::Escape(p()).code(), "storage_error");
         assert_eq!(StorageError::Io(p()).code(), "storage_error");
         assert_eq!(StorageError::Config(p()).code(), "storage_error");
+    }
+
+    #[test]
+    fn the_configuration_s_s3_settings_win_over_the_environment() {
+        let env = |name: &str| {
+            match name {
+                "AWS_ACCESS_KEY_ID" => Some("id"),
+                "AWS_SECRET_ACCESS_KEY" => Some("secret"),
+                "FE_S3_ENDPOINT" => Some("http://from-env:9000"),
+                "FE_S3_FORCE_PATH_STYLE" => Some("true"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let from_env = s3_settings("s3://bucket", &S3Options::default(), env).unwrap();
+        assert_eq!(from_env.endpoint.as_deref(), Some("http://from-env:9000"));
+        assert!(from_env.force_path_style);
+        let options = S3Options {
+            endpoint: Some("https://from-config:9000".into()),
+            force_path_style: Some(false),
+        };
+        let configured = s3_settings("s3://bucket", &options, env).unwrap();
+        assert_eq!(
+            configured.endpoint.as_deref(),
+            Some("https://from-config:9000")
+        );
+        assert!(!configured.force_path_style);
     }
 
     #[test]
