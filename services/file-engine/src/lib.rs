@@ -68,7 +68,16 @@ impl Platform {
         platform::db::migrate(&pool)
             .await
             .context("applying migrations")?;
-        let storage = platform::storage::from_config(&config.storage).context("opening storage")?;
+        let s3 = platform::storage::S3Options {
+            endpoint: config.s3_endpoint.clone(),
+            force_path_style: config.s3_force_path_style,
+        };
+        let storage = platform::storage::open(&config.storage, &s3).context("opening storage")?;
+        // A wrong bucket, endpoint or credentials stop the process here, not the first upload.
+        storage
+            .check()
+            .await
+            .context("checking storage (FE_STORAGE)")?;
         Ok(Self {
             log: EventLog::new(js),
             nats,

@@ -154,6 +154,8 @@ enum QuotaAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before any TLS connection (NATS, webhooks, S3): see `platform::tls`.
+    platform::tls::install_default_crypto_provider();
     // The `FE_*` variables become options in front of the command line (blank = unset), so an
     // explicit flag wins and `--help` shows every variable with its default.
     let env = std::env::vars().collect();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::{eventually, TestApp};
+use support::{eventually, Backend, TestApp};
 use testkit::clamd::EICAR;
 
 fn pdf(body: &str) -> Vec<u8> {
@@ -36,7 +36,19 @@ async fn code(resp: reqwest::Response) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn a_clean_upload_becomes_available_and_downloads_byte_identical() {
-    let app = TestApp::spawn_with_scanner(&[]).await;
+    clean_upload_round_trip(Backend::Local).await;
+}
+
+/// The same scenario with `FE_STORAGE=s3://…` on a real S3-compatible server (moto).
+#[tokio::test]
+async fn a_clean_upload_becomes_available_and_downloads_byte_identical_on_s3() {
+    clean_upload_round_trip(Backend::S3).await;
+}
+
+/// Upload, scan, promotion, whole and ranged downloads, conditional GET, HEAD, and a copy that
+/// reads the same bytes, on `backend`.
+async fn clean_upload_round_trip(backend: Backend) {
+    let app = TestApp::spawn_with_scanner_on(backend, &[]).await;
     let t = app.admin("acme");
     let bytes = pdf(&"report ".repeat(5000));
     let task = app
@@ -114,12 +126,54 @@ async fn a_clean_upload_becomes_available_and_downloads_byte_identical() {
         dir["kind"], "dir",
         "parent directories are created with the file"
     );
-    assert_eq!(app.staged_count("acme"), 0);
+    assert_eq!(app.staged_left("acme").await, 0);
+
+    // A copy names the same blob: it reads the same bytes, ranges included, and writes none.
+    let writes = app.platform.storage.stats().blob_writes;
+    let task = app
+        .run(
+            &t,
+            json!({"op": "copy", "from": "/docs/q1/report.pdf", "to": "/docs/copy.pdf"}),
+        )
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let copy = get(&app, &t, "/v1/files/docs/copy.pdf", &[]).await;
+    assert_eq!(copy.status(), StatusCode::OK);
+    assert_eq!(copy.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let copy_part = get(
+        &app,
+        &t,
+        "/v1/files/docs/copy.pdf",
+        &[("range", "bytes=100-199")],
+    )
+    .await;
+    assert_eq!(copy_part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(copy_part.bytes().await.unwrap().as_ref(), &bytes[100..200]);
+    assert_eq!(app.platform.storage.stats().blob_writes, writes);
+
+    // One blob, held by the backend under test (an S3 app writes nothing to its directory).
+    let acme = events::TenantId::parse("acme").unwrap();
+    let blobs = app.platform.storage.list_blobs(Some(&acme)).await.unwrap();
+    assert_eq!(blobs.len(), 1);
+    assert_eq!(blobs[0].blob.as_str(), sha);
+    assert_eq!(
+        app.blob_files("acme").len(),
+        usize::from(backend == Backend::Local)
+    );
 }
 
 #[tokio::test]
 async fn an_infected_upload_is_quarantined_and_never_served() {
-    let app = TestApp::spawn_with_scanner(&[]).await;
+    infected_upload_is_quarantined(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn an_infected_upload_is_quarantined_and_never_served_on_s3() {
+    infected_upload_is_quarantined(Backend::S3).await;
+}
+
+async fn infected_upload_is_quarantined(backend: Backend) {
+    let app = TestApp::spawn_with_scanner_on(backend, &[]).await;
     let t = app.admin("acme");
     let task = app.upload_and_wait(&t, "/eicar.txt", EICAR.to_vec()).await;
     assert_eq!(task["status"], "failed");
@@ -141,15 +195,18 @@ async fn an_infected_upload_is_quarantined_and_never_served() {
     );
     let (_, stat) = app.get_json(&t, "/v1/stat/eicar.txt").await;
     assert_eq!(stat["status"], "quarantined");
+    let acme = events::TenantId::parse("acme").unwrap();
     assert!(
-        app.blob_files("acme").is_empty(),
+        app.platform
+            .storage
+            .list_blobs(Some(&acme))
+            .await
+            .unwrap()
+            .is_empty(),
         "infected bytes became a blob"
     );
-    let quarantined = std::fs::read_dir(app.storage.path().join("quarantine/acme"))
-        .unwrap()
-        .count();
-    assert_eq!(quarantined, 1);
-    assert_eq!(app.staged_count("acme"), 0);
+    assert_eq!(app.quarantined_count("acme").await, 1);
+    assert_eq!(app.staged_left("acme").await, 0);
 }
 
 #[tokio::test]

@@ -113,6 +113,8 @@ pub struct Config {
     pub version_retention_days: u64,
     /// S3 endpoint override for S3-compatible servers (`FE_S3_ENDPOINT`; unset = AWS).
     pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing (`FE_S3_FORCE_PATH_STYLE`; unset = true with an endpoint).
+    pub s3_force_path_style: Option<bool>,
 }
 
 impl std::fmt::Debug for Config {
@@ -460,6 +462,13 @@ pub struct ConfigArgs {
     /// Endpoint of an S3-compatible server (unset = AWS).
     #[arg(long, env = "FE_S3_ENDPOINT", value_name = "FE_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing, true or false (unset = true when an endpoint is set).
+    #[arg(
+        long,
+        env = "FE_S3_FORCE_PATH_STYLE",
+        value_name = "FE_S3_FORCE_PATH_STYLE"
+    )]
+    pub s3_force_path_style: Option<bool>,
 }
 
 impl Config {
@@ -537,6 +546,7 @@ impl Config {
             tenant_quota_files: a.tenant_quota_files,
             version_retention_days: a.version_retention_days,
             s3_endpoint: a.s3_endpoint,
+            s3_force_path_style: a.s3_force_path_style,
         })
     }
 
@@ -732,6 +742,7 @@ mod tests {
             "FE_OPS_ADDR",
             "FE_WEBHOOK_DISABLE_AFTER_S",
             "FE_S3_ENDPOINT",
+            "FE_S3_FORCE_PATH_STYLE",
         ] {
             assert!(
                 help.contains(&format!("[env: {var}")),

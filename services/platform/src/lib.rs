@@ -19,4 +19,5 @@ pub mod retention;
 pub mod storage;
 pub mod streams;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;

@@ -66,6 +66,8 @@ pub fn servers(list: &str) -> Result<Vec<ServerAddr>, NatsUrlError> {
 /// connection and every reconnection across all of them until it succeeds.
 pub async fn connect(list: &str, name: &str) -> Result<async_nats::Client, NatsConnectError> {
     let pool = servers(list)?;
+    // A `tls://` server needs a default crypto provider (see `crate::tls`).
+    crate::tls::install_default_crypto_provider();
     let client = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()

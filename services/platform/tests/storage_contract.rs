@@ -1,14 +1,16 @@
 //! The storage contract: what every backend must do, written once against `dyn Storage` and
-//! run for each backend with the same code (the local filesystem here; any new backend adds
-//! its own instantiation of `contract_tests!`). Blobs are immutable, named by SHA-256, per
-//! tenant (no cross-tenant deduplication); publishing is atomic and idempotent; reads are
-//! ranged; every blob write and read is counted.
+//! run for each backend with the same code (the local filesystem, and S3 against a real
+//! S3-compatible server, moto, started per test by `testkit::s3`; a new backend adds its own
+//! instantiation of `contract_tests!`). Blobs are immutable, named by SHA-256, per tenant (no
+//! cross-tenant deduplication); publishing is atomic and idempotent; reads are ranged; every
+//! blob write and read is counted. Backend-specific behaviour (local symlinks and the round-1
+//! migration, S3 multipart uploads) has its own tests below the instantiations.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use events::TenantId;
-use platform::storage::{BlobId, LocalStorage, Storage, StorageError};
+use platform::storage::{BlobId, LocalStorage, S3Settings, S3Storage, Storage, StorageError};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
@@ -81,6 +83,20 @@ pub async fn published_blob_is_read_whole_or_by_range(s: Arc<dyn Storage>) {
         b"world"
     );
     assert_eq!(s.stats().blob_reads, before.blob_reads + 3);
+    // Ranges are clamped to the blob: past its end or empty, they read nothing but still
+    // report the size (the API answers 416 from it).
+    assert_eq!(
+        read(s.as_ref(), &a, &blob, Some((16, 20))).await,
+        (Vec::new(), 16)
+    );
+    assert_eq!(
+        read(s.as_ref(), &a, &blob, Some((40, 50))).await,
+        (Vec::new(), 16)
+    );
+    assert_eq!(
+        read(s.as_ref(), &a, &blob, Some((5, 5))).await,
+        (Vec::new(), 16)
+    );
     assert!(matches!(
         s.open_staged(&a, id).await,
         Err(StorageError::NotFound(_))
@@ -189,6 +205,36 @@ pub async fn a_writer_dropped_unfinished_leaves_nothing_and_ids_are_single_use(
     ));
 }
 
+/// Two writers for one id never both succeed and the first one's bytes stay: a backend may
+/// refuse the second at once (local: exclusive create) or when it finishes (S3: the
+/// conditional write of `finish` finds the first one's object).
+pub async fn two_writers_of_one_id_never_both_succeed(s: Arc<dyn Storage>) {
+    let a = t("acme");
+    let id = Uuid::now_v7();
+    let mut first = s.create_staged(&a, id).await.unwrap();
+    first.write(b"first").await.unwrap();
+    let second = s.create_staged(&a, id).await;
+    first.finish().await.unwrap();
+    match second {
+        Err(e) => assert!(matches!(e, StorageError::AlreadyExists(_)), "{e}"),
+        Ok(mut second) => {
+            second.write(b"second").await.unwrap();
+            assert!(matches!(
+                second.finish().await,
+                Err(StorageError::AlreadyExists(_))
+            ));
+        }
+    }
+    let mut staged = Vec::new();
+    s.open_staged(&a, id)
+        .await
+        .unwrap()
+        .read_to_end(&mut staged)
+        .await
+        .unwrap();
+    assert_eq!(staged, b"first");
+}
+
 pub async fn deleted_blobs_are_gone_and_deleting_again_is_fine(s: Arc<dyn Storage>) {
     let a = t("acme");
     let bytes = b"to be collected";
@@ -233,6 +279,12 @@ macro_rules! contract_tests {
             }
 
             #[tokio::test]
+            async fn two_writers_of_one_id_never_both_succeed() {
+                let (_keep, s) = $make;
+                super::two_writers_of_one_id_never_both_succeed(s).await;
+            }
+
+            #[tokio::test]
             async fn deleted_blobs_are_gone_and_deleting_again_is_fine() {
                 let (_keep, s) = $make;
                 super::deleted_blobs_are_gone_and_deleting_again_is_fine(s).await;
@@ -248,6 +300,42 @@ fn local() -> (tempfile::TempDir, Arc<dyn Storage>) {
 }
 
 contract_tests!(local_backend, local());
+
+/// An S3 storage on a fresh bucket of its own moto server, under a key prefix (so the prefix
+/// handling is part of every test).
+async fn s3_storage(part_size: usize) -> (testkit::s3::S3Server, S3Storage) {
+    s3_storage_with(|s| s.with_part_size(part_size)).await
+}
+
+/// Like [`s3_storage`] with the settings adjusted by `adjust`.
+async fn s3_storage_with(
+    adjust: impl FnOnce(S3Settings) -> S3Settings,
+) -> (testkit::s3::S3Server, S3Storage) {
+    let server = testkit::s3::S3Server::start().await.unwrap();
+    let bucket = server.create_bucket().await.unwrap();
+    let endpoint = server.endpoint.clone();
+    let settings = S3Settings::parse(&format!("s3://{bucket}/fe/test"), |name| {
+        match name {
+            "AWS_ACCESS_KEY_ID" => Some(testkit::s3::ACCESS_KEY_ID),
+            "AWS_SECRET_ACCESS_KEY" => Some(testkit::s3::SECRET_ACCESS_KEY),
+            "AWS_REGION" => Some(testkit::s3::REGION),
+            "FE_S3_ENDPOINT" => Some(endpoint.as_str()),
+            _ => None,
+        }
+        .map(str::to_owned)
+    })
+    .unwrap();
+    let s = S3Storage::new(&adjust(settings));
+    s.check().await.unwrap();
+    (server, s)
+}
+
+async fn s3() -> (testkit::s3::S3Server, Arc<dyn Storage>) {
+    let (server, s) = s3_storage(platform::storage::s3::DEFAULT_PART_SIZE).await;
+    (server, Arc::new(s))
+}
+
+contract_tests!(s3_backend, s3().await);
 
 /// Local only: a symlink planted where a blob would be is neither served nor listed, so a
 /// compromised storage directory cannot make the API read host files.
@@ -323,3 +411,6 @@ async fn local_round1_tree_migrates_into_blobs_idempotently() {
     assert_eq!((third.files, third.blobs), (0, 0));
     assert_eq!(s.list_blobs(Some(&a)).await.unwrap().len(), 2);
 }
+
+#[path = "storage_contract/s3_specific.rs"]
+mod s3_specific;

@@ -11,6 +11,7 @@
 //! | `log` | event-log commits/s at 1 and 64 in flight | raw acked publish; postgres-es appends |
 //! | `acl` | decision p99 in-process and over HTTP for a non-admin, 10,000 rules | `GET /healthz` |
 //! | `upload` | 1 GiB streamed upload; scan of 100 MiB accepted → available | raw write + fsync; clamd INSTREAM |
+//! | `s3` | S3 backend: staged upload + publish, blob download (MiB/s), on moto | the same SDK's plain `PutObject` / `GetObject` |
 //!
 //! Every scenario starts its own scratch servers through the test kit (`env.rs`): nothing is
 //! read from or written to a real installation. `--quick` shrinks samples (under 2 minutes),
@@ -26,6 +27,7 @@ mod load;
 mod log;
 mod projection;
 pub mod report;
+mod s3;
 mod upload;
 mod uploads;
 
@@ -38,8 +40,8 @@ pub struct Options {
 }
 
 /// The sections in the order they run; `latency` uses the rate `accept` measured.
-pub const SECTIONS: [&str; 8] = [
-    "accept", "latency", "burst", "uploads", "log", "acl", "upload", "e2e",
+pub const SECTIONS: [&str; 9] = [
+    "accept", "latency", "burst", "uploads", "log", "acl", "upload", "s3", "e2e",
 ];
 
 /// Runs the chosen sections (all when `which` is empty) and prints the report; with `check`,
@@ -86,6 +88,9 @@ pub async fn run(which: &[String], opts: Options) -> anyhow::Result<()> {
     }
     if wants("upload") {
         upload::run(&mut report, &opts).await?;
+    }
+    if wants("s3") {
+        s3::run(&mut report, &opts).await?;
     }
     if wants("e2e") {
         // mkdir requested → succeeded with 1 and with FE_PARTITIONS projection partitions, on

@@ -16,6 +16,14 @@ use testkit::jwt::{TestKeys, TEST_AUDIENCE, TEST_ISSUER};
 use testkit::nats::NatsServer;
 use testkit::postgres::TestDb;
 
+/// Where a test app keeps file bytes: a temporary directory, or a bucket of its own moto
+/// server (`FE_STORAGE=s3://…`, the same path through `Platform::connect` as in production).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -25,6 +33,8 @@ pub struct TestApp {
     pub storage: tempfile::TempDir,
     pub platform: Platform,
     pub clamd: Option<testkit::clamd::Clamd>,
+    /// The S3 server of a [`Backend::S3`] app.
+    pub s3: Option<testkit::s3::S3Server>,
     services: Option<Services>,
 }
 
@@ -69,18 +79,49 @@ impl TestApp {
 
     /// Every role including the scanner, against a real clamd of its own.
     pub async fn spawn_with_scanner(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_with_scanner_on(Backend::Local, extra).await
+    }
+
+    /// Like [`TestApp::spawn_with_scanner`], with its bytes on `backend`.
+    pub async fn spawn_with_scanner_on(backend: Backend, extra: &[(&str, &str)]) -> Self {
         let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
         let mut env: Vec<(&str, &str)> = vec![
             ("FE_CLAMD_ADDR", clamd.addr.as_str()),
             ("FE_LINK_SECRET", "test-link-secret-of-at-least-32-bytes"),
         ];
         env.extend_from_slice(extra);
-        let mut app = Self::spawn_with(
+        let mut app = Self::spawn_with_on(
+            backend,
             &[Role::Api, Role::Projector, Role::Worker, Role::Scanner],
             &env,
         )
         .await;
         app.clamd = Some(clamd);
+        app
+    }
+
+    /// Like [`TestApp::spawn_with`], with its bytes on `backend`.
+    pub async fn spawn_with_on(backend: Backend, roles: &[Role], extra: &[(&str, &str)]) -> Self {
+        let s3 = match backend {
+            Backend::Local => None,
+            Backend::S3 => Some(testkit::s3::S3Server::start().await.expect("moto_server")),
+        };
+        let mut s3_env = Vec::new();
+        if let Some(server) = &s3 {
+            // The SDK reads credentials from the process environment only (never from
+            // FE_* configuration). Every test sets the same values moto accepts, so tests
+            // running in one process (plain `cargo test`) never disagree about them.
+            std::env::set_var("AWS_ACCESS_KEY_ID", testkit::s3::ACCESS_KEY_ID);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", testkit::s3::SECRET_ACCESS_KEY);
+            std::env::set_var("AWS_REGION", testkit::s3::REGION);
+            let bucket = server.create_bucket().await.expect("bucket");
+            s3_env.push(("FE_STORAGE", format!("s3://{bucket}/e2e")));
+            s3_env.push(("FE_S3_ENDPOINT", server.endpoint.clone()));
+        }
+        let mut env: Vec<(&str, &str)> = s3_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend_from_slice(extra);
+        let mut app = Self::spawn_with(roles, &env).await;
+        app.s3 = s3;
         app
     }
 
@@ -106,6 +147,7 @@ impl TestApp {
             storage,
             platform,
             clamd: None,
+            s3: None,
             services: Some(services),
         }
     }
@@ -313,6 +355,38 @@ impl TestApp {
         assert_eq!(resp.status(), StatusCode::ACCEPTED, "upload of {path}");
         let v: Value = resp.json().await.unwrap();
         self.wait_task(token, v["task_id"].as_str().unwrap()).await
+    }
+
+    /// Staged uploads of a tenant still in storage, whichever the backend (asked through the
+    /// storage itself: everything staged before now).
+    pub async fn staged_left(&self, tenant: &str) -> usize {
+        self.platform
+            .storage
+            .stale_staged(Duration::ZERO)
+            .await
+            .expect("listing staged uploads")
+            .iter()
+            .filter(|(t, _)| t.as_str() == tenant)
+            .count()
+    }
+
+    /// Uploads of a tenant in quarantine: files in the local quarantine directory, or keys
+    /// under the quarantine prefix of the S3 bucket (listed with a plain request to moto,
+    /// which needs no signature).
+    pub async fn quarantined_count(&self, tenant: &str) -> usize {
+        let Some(server) = &self.s3 else {
+            return std::fs::read_dir(self.storage.path().join("quarantine").join(tenant))
+                .map(|d| d.count())
+                .unwrap_or(0);
+        };
+        let spec = self.platform.config.storage.trim_start_matches("s3://");
+        let (bucket, prefix) = spec.split_once('/').unwrap_or((spec, ""));
+        let url = format!(
+            "{}/{bucket}?list-type=2&prefix={prefix}/quarantine/{tenant}/",
+            server.endpoint
+        );
+        let listing = reqwest::get(url).await.unwrap().text().await.unwrap();
+        listing.matches("<Key>").count()
     }
 
     /// Staged uploads of a tenant still on disk.

@@ -22,6 +22,7 @@
 //! or copy of a tree moved no bytes.
 
 mod local;
+pub mod s3;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use std::time::SystemTime;
 use events::TenantId;
 
 pub use local::LocalStorage;
+pub use s3::{S3Settings, S3Storage};
 
 /// The name of a blob: the lowercase hex SHA-256 of its content. Parsed, never built from
 /// unchecked text, so it is always safe as a file or object name.
@@ -153,6 +155,13 @@ pub trait Storage: Send + Sync + 'static {
     /// What this instance wrote and read since it was opened.
     fn stats(&self) -> StorageStats;
 
+    /// Whether the storage is reachable and usable as configured (the S3 bucket exists and
+    /// the credentials may read it); every process checks once at start. Backends whose
+    /// constructor already checked (local) have nothing more to do.
+    async fn check(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// A writer for a new staged upload; bytes are written as they stream in (never held
     /// whole in memory). A second writer for the same id is `AlreadyExists`.
     async fn create_staged(
@@ -239,9 +248,25 @@ pub trait StagedWriter: Send {
     async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
 }
 
-/// Parses `FE_STORAGE`: `local:<dir>` -> [`LocalStorage`]; `s3://bucket[/prefix]` is
-/// recognised but not built yet.
+/// Parses `FE_STORAGE`: `local:<dir>` -> [`LocalStorage`]; `s3://bucket[/prefix]` ->
+/// [`S3Storage`] configured from the `AWS_*` variables, `FE_S3_ENDPOINT` and
+/// `FE_S3_FORCE_PATH_STYLE` of the environment (see [`S3Settings::from_env`]). Nothing is sent
+/// to S3 here: [`Storage::check`] does that.
 pub fn from_config(spec: &str) -> Result<Arc<dyn Storage>, StorageError> {
+    open(spec, &S3Options::default())
+}
+
+/// The S3 settings the binary's configuration carries (`FE_S3_ENDPOINT`,
+/// `FE_S3_FORCE_PATH_STYLE`, also given as `--s3-endpoint`, `--s3-force-path-style`); each
+/// one set wins over the environment.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+}
+
+/// Like [`from_config`], with the S3 settings of the configuration taking precedence.
+pub fn open(spec: &str, s3: &S3Options) -> Result<Arc<dyn Storage>, StorageError> {
     if let Some(dir) = spec.strip_prefix("local:") {
         if dir.is_empty() {
             return Err(StorageError::Config(
@@ -250,18 +275,28 @@ pub fn from_config(spec: &str) -> Result<Arc<dyn Storage>, StorageError> {
         }
         return Ok(Arc::new(LocalStorage::new(dir)?));
     }
-    if let Some(rest) = spec.strip_prefix("s3://") {
-        let bucket = rest.split('/').next().unwrap_or_default();
-        if bucket.is_empty() {
-            return Err(StorageError::Config(
-                "FE_STORAGE=s3:// needs a bucket".into(),
-            ));
-        }
-        return Err(StorageError::Config("s3 storage not built yet".into()));
+    if spec.starts_with("s3://") {
+        let settings = s3_settings(spec, s3, s3::env_var)?;
+        return Ok(Arc::new(S3Storage::new(&settings)));
     }
     Err(StorageError::Config(
         "FE_STORAGE must be local:<dir> or s3://bucket[/prefix]".into(),
     ))
+}
+
+/// The S3 settings of `spec`: the configuration's values where set, else `var`'s.
+fn s3_settings(
+    spec: &str,
+    s3: &S3Options,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<S3Settings, StorageError> {
+    S3Settings::parse(spec, |name| match name {
+        "FE_S3_ENDPOINT" if s3.endpoint.is_some() => s3.endpoint.clone(),
+        "FE_S3_FORCE_PATH_STYLE" if s3.force_path_style.is_some() => {
+            s3.force_path_style.map(|b| b.to_string())
+        }
+        _ => var(name),
+    })
 }
 
 #[cfg(test)]
@@ -298,14 +333,39 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_s_s3_settings_win_over_the_environment() {
+        let env = |name: &str| {
+            match name {
+                "AWS_ACCESS_KEY_ID" => Some("id"),
+                "AWS_SECRET_ACCESS_KEY" => Some("secret"),
+                "FE_S3_ENDPOINT" => Some("http://from-env:9000"),
+                "FE_S3_FORCE_PATH_STYLE" => Some("true"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let from_env = s3_settings("s3://bucket", &S3Options::default(), env).unwrap();
+        assert_eq!(from_env.endpoint.as_deref(), Some("http://from-env:9000"));
+        assert!(from_env.force_path_style);
+        let options = S3Options {
+            endpoint: Some("https://from-config:9000".into()),
+            force_path_style: Some(false),
+        };
+        let configured = s3_settings("s3://bucket", &options, env).unwrap();
+        assert_eq!(
+            configured.endpoint.as_deref(),
+            Some("https://from-config:9000")
+        );
+        assert!(!configured.force_path_style);
+    }
+
+    #[test]
     fn from_config_recognises_both_schemes() {
         let dir = tempfile::tempdir().unwrap();
         assert!(from_config(&format!("local:{}", dir.path().display())).is_ok());
         assert!(dir.path().join("blobs").is_dir());
-        assert_eq!(
-            from_config("s3://bucket/prefix").err(),
-            Some(StorageError::Config("s3 storage not built yet".into()))
-        );
+        // The S3 side of the parsing (bucket, prefix, variables) is tested in `s3::config`
+        // without touching the process environment.
         assert!(matches!(from_config("s3://"), Err(StorageError::Config(_))));
         assert!(matches!(
             from_config("local:"),
