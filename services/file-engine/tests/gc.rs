@@ -13,7 +13,7 @@ use platform::db::ProjectionWatermark;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::{eventually, TestApp};
+use support::{eventually, Backend, TestApp};
 
 async fn deps(app: &TestApp) -> worker::WorkerDeps {
     worker::WorkerDeps {
@@ -45,8 +45,8 @@ async fn upload_ok(app: &TestApp, t: &str, path: &str, bytes: &[u8]) {
     assert_eq!(task["status"], "succeeded", "{task}");
 }
 
-/// Every version the catalogue shows or keeps for a live link has its blob, and the blob
-/// hashes to the version's SHA-256.
+/// Every version the catalogue shows has its blob in the backend, and the blob hashes to
+/// the version's SHA-256.
 pub async fn assert_catalogued_blobs_intact(app: &TestApp, tenant: &str) {
     let shown: Vec<String> = sqlx::query_scalar(
         "SELECT sha256 FROM entries WHERE tenant = $1 AND kind = 'file' AND status = 'available'",
@@ -55,32 +55,35 @@ pub async fn assert_catalogued_blobs_intact(app: &TestApp, tenant: &str) {
     .fetch_all(&app.platform.pool)
     .await
     .unwrap();
+    let tenant = TenantId::parse(tenant).unwrap();
     for expected in shown {
-        let blob = app
+        let blob = platform::storage::BlobId::parse(&expected).unwrap();
+        let (mut reader, _) = app
+            .platform
             .storage
-            .path()
-            .join("blobs")
-            .join(tenant)
-            .join(&expected[..2])
-            .join(&expected);
-        let bytes = std::fs::read(&blob).unwrap_or_else(|e| panic!("blob {expected}: {e}"));
+            .open_blob(&tenant, &blob, None)
+            .await
+            .unwrap_or_else(|e| panic!("blob {expected}: {e}"));
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes)
+            .await
+            .unwrap();
         assert_eq!(sha(&bytes), expected, "blob {expected} does not hash right");
     }
 }
 
-fn blob_names(app: &TestApp, tenant: &str) -> Vec<String> {
-    let mut names: Vec<String> = app
-        .blob_files(tenant)
-        .iter()
-        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    names
+#[tokio::test]
+async fn gc_removes_only_what_no_version_retention_link_or_upload_needs() {
+    gc_removes_only_unneeded_blobs(Backend::Local).await;
 }
 
 #[tokio::test]
-async fn gc_removes_only_what_no_version_retention_link_or_upload_needs() {
-    let app = TestApp::spawn_with_scanner(&[]).await;
+async fn gc_removes_only_what_no_version_retention_link_or_upload_needs_on_s3() {
+    gc_removes_only_unneeded_blobs(Backend::S3).await;
+}
+
+async fn gc_removes_only_unneeded_blobs(backend: Backend) {
+    let app = TestApp::spawn_with_scanner_on(backend, &[]).await;
     let t = app.admin("acme");
     const KEEP: &[u8] = b"kept: shown at two paths\n";
     const OLD: &[u8] = b"old: replaced by an overwrite\n";
@@ -129,7 +132,7 @@ async fn gc_removes_only_what_no_version_retention_link_or_upload_needs() {
         .await
         .unwrap();
     assert_eq!(young, worker::gc::Collected::default());
-    assert_eq!(app.blob_files("acme").len(), 6);
+    assert_eq!(app.blob_names("acme").await.len(), 6);
 
     let done = worker::gc::collect(&deps, Duration::ZERO, Duration::ZERO)
         .await
@@ -138,8 +141,8 @@ async fn gc_removes_only_what_no_version_retention_link_or_upload_needs() {
     assert_eq!(done.bytes, (OLD.len() + DELETED.len()) as u64);
     let mut expected = vec![sha(KEEP), sha(NEW), sha(LINKED), sha(LINKED_NEW)];
     expected.sort();
-    assert_eq!(blob_names(&app, "acme"), expected);
-    assert_eq!(blob_names(&app, "beta"), vec![sha(OLD)]);
+    assert_eq!(app.blob_names("acme").await, expected);
+    assert_eq!(app.blob_names("beta").await, vec![sha(OLD)]);
     assert_catalogued_blobs_intact(&app, "acme").await;
     let linked = app.http.get(app.url(&url)).send().await.unwrap();
     assert_eq!(linked.status(), StatusCode::OK);

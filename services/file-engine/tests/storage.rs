@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::TestApp;
+use support::{Backend, TestApp};
 
 /// Submits all `bodies` at once and requires every task to succeed.
 async fn run_all(app: &TestApp, t: &str, bodies: Vec<Value>) {
@@ -47,7 +47,16 @@ async fn download(app: &TestApp, t: &str, path: &str) -> (StatusCode, Vec<u8>) {
 
 #[tokio::test]
 async fn moving_and_copying_a_tree_of_10000_files_writes_and_reads_no_blob() {
-    let app = TestApp::spawn_with_scanner(&[]).await;
+    tree_moves_and_copies_touch_no_blob(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn moving_and_copying_a_tree_of_10000_files_writes_and_reads_no_blob_on_s3() {
+    tree_moves_and_copies_touch_no_blob(Backend::S3).await;
+}
+
+async fn tree_moves_and_copies_touch_no_blob(backend: Backend) {
+    let app = TestApp::spawn_with_scanner_on(backend, &[]).await;
     let t = app.admin("acme");
     // 10 distinct files, then three rounds of "10 copies of the level below": 10,000 files
     // built from 10 blobs (the copies are the first proof: they add no blob).
@@ -81,7 +90,7 @@ async fn moving_and_copying_a_tree_of_10000_files_writes_and_reads_no_blob() {
         run_all(&app, &t, copies).await;
     }
     assert_eq!(files_below(&app, "acme", "/big").await, 10_000);
-    let blobs = app.blob_files("acme");
+    let blobs = app.blob_names("acme").await;
     assert_eq!(blobs.len(), 10, "copies wrote blobs: {blobs:?}");
 
     let before = app.platform.storage.stats();
@@ -103,7 +112,7 @@ async fn moving_and_copying_a_tree_of_10000_files_writes_and_reads_no_blob() {
         before,
         "a blob was written or read"
     );
-    assert_eq!(app.blob_files("acme"), blobs);
+    assert_eq!(app.blob_names("acme").await, blobs);
     assert_eq!(files_below(&app, "acme", "/big").await, 0);
     assert_eq!(files_below(&app, "acme", "/moved").await, 10_000);
     assert_eq!(files_below(&app, "acme", "/copied").await, 10_000);
@@ -156,7 +165,16 @@ const SECRET: &[u8] = b"secret: must never leave through an old link\n";
 
 #[tokio::test]
 async fn a_link_keeps_serving_its_version_after_an_overwrite_by_copy() {
-    let app = TestApp::spawn_with_scanner(&[]).await;
+    link_serves_its_version_after_a_copy_over_it(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn a_link_keeps_serving_its_version_after_an_overwrite_by_copy_on_s3() {
+    link_serves_its_version_after_a_copy_over_it(Backend::S3).await;
+}
+
+async fn link_serves_its_version_after_a_copy_over_it(backend: Backend) {
+    let app = TestApp::spawn_with_scanner_on(backend, &[]).await;
     let t = app.admin("acme");
     upload_ok(&app, &t, "/pub.txt", PUBLIC).await;
     upload_ok(&app, &t, "/secret.txt", SECRET).await;
@@ -181,12 +199,7 @@ async fn a_link_keeps_serving_its_version_after_an_overwrite_by_copy() {
     // When the linked bytes are gone (an operator removed the blob), the link answers 404,
     // never the bytes now at the path.
     let public_blob = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(PUBLIC));
-    let on_disk = app
-        .blob_files("acme")
-        .into_iter()
-        .find(|p| p.ends_with(&public_blob))
-        .expect("the public blob");
-    std::fs::remove_file(on_disk).unwrap();
+    app.remove_blob("acme", &public_blob).await;
     let (status, body) = follow(&app, &url, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!body.windows(6).any(|w| w == b"secret"));
@@ -280,11 +293,20 @@ async fn problem_code(resp: reqwest::Response) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn quotas_count_logical_size_and_refuse_what_would_pass_them() {
-    let app = TestApp::spawn_with_scanner(&[
+    quotas_hold(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn quotas_count_logical_size_and_refuse_what_would_pass_them_on_s3() {
+    quotas_hold(Backend::S3).await;
+}
+
+async fn quotas_hold(backend: Backend) {
+    let quota = [
         ("FE_TENANT_QUOTA_BYTES", "100"),
         ("FE_TENANT_QUOTA_FILES", "3"),
-    ])
-    .await;
+    ];
+    let app = TestApp::spawn_with_scanner_on(backend, &quota).await;
     let t = app.admin("acme");
     let user = app.token("bob", "acme", &[]);
     let empty = usage(&app, &user).await;
@@ -299,7 +321,7 @@ async fn quotas_count_logical_size_and_refuse_what_would_pass_them() {
         .run(&t, json!({"op": "copy", "from": "/a.txt", "to": "/b.txt"}))
         .await;
     assert_eq!(copy["status"], "succeeded", "{copy}");
-    assert_eq!(app.blob_files("acme").len(), 1);
+    assert_eq!(app.blob_names("acme").await.len(), 1);
     assert_eq!(usage(&app, &t).await["bytes"]["used"], 80);
     assert_eq!(usage(&app, &t).await["files"]["used"], 2);
 
@@ -329,7 +351,7 @@ async fn quotas_count_logical_size_and_refuse_what_would_pass_them() {
         .await
         .unwrap();
     assert_eq!(tasks_before, tasks_after, "a refused request left a task");
-    assert_eq!(app.staged_count("acme"), 0);
+    assert_eq!(app.staged_left("acme").await, 0);
 
     // Overwriting counts only the growth: 40 -> 55 bytes fits (80 - 40 + 55 = 95).
     upload_ok(&app, &t, "/a.txt", &[b'A'; 55]).await;

@@ -25,7 +25,16 @@ use crate::state::AppState;
 type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// Parameters of `GET /v1/audit`.
-const QUERY_PARAMS: &[&str] = &["path", "principal", "type", "from", "to", "limit", "cursor"];
+const QUERY_PARAMS: &[&str] = &[
+    "path",
+    "ancestors",
+    "principal",
+    "type",
+    "from",
+    "to",
+    "limit",
+    "cursor",
+];
 
 /// One page of audit events.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -81,6 +90,7 @@ pub(crate) fn query_pairs(q: QueryPairs) -> Result<Vec<(String, String)>, ApiErr
 /// Events of the caller's tenant matching the filters, in log order.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
     params(("path" = Option<String>, Query, description = "the path, everything below it, and moves/copies from or to it"),
+           ("ancestors" = Option<bool>, Query, description = "true: `path` also matches moves, copies and deletes of its ancestors' trees (default false)"),
            ("principal" = Option<String>, Query, description = "the `sub` that caused the event"),
            ("type" = Option<String>, Query, description = "comma-separated short types, e.g. dir.created,entry.moved"),
            ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),

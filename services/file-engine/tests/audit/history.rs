@@ -90,6 +90,52 @@ async fn implicit_directories_have_their_own_events_and_paths_match_whole_segmen
         ],
         "/ab: itself, below it, and the move out of it; never /a"
     );
+    // A tree moved and then deleted as a whole: both events name only the tree's root, and
+    // with `ancestors=true` both belong to the history of every entry that was in it.
+    for body in [
+        json!({"op": "mkdir", "path": "/t/u/v", "parents": true}),
+        json!({"op": "move", "from": "/t", "to": "/t2"}),
+        json!({"op": "delete", "path": "/t2", "recursive": true}),
+    ] {
+        assert_eq!(app.run(&admin, body).await["status"], "succeeded");
+    }
+    wait_projected(&app).await;
+    let tree = |q: &str| {
+        let (app, auditor, q) = (&app, &auditor, q.to_owned());
+        async move {
+            let t = "type=dir.created,entry.moved,entry.deleted&ancestors=true";
+            subjects_of(&audit_all(app, auditor, &format!("{t}&{q}")).await)
+        }
+    };
+    assert_eq!(
+        tree("path=/t2/u/v").await,
+        [pair("entry.moved", "/t2"), pair("entry.deleted", "/t2")],
+        "moved in with its tree, deleted with it"
+    );
+    assert_eq!(
+        tree("path=/t/u/v").await,
+        [pair("dir.created", "/t/u/v"), pair("entry.moved", "/t2")],
+        "created, then moved away with its tree"
+    );
+    assert!(
+        tree("path=/t2u/v").await.is_empty(),
+        "ancestors are whole segments: /t2 is no ancestor of /t2u/v"
+    );
+    // Without the flag, the documented filter: the path and everything below it.
+    let t = "type=dir.created,entry.moved,entry.deleted";
+    let plain = audit_all(&app, &auditor, &format!("{t}&path=/t2/u/v")).await;
+    assert!(plain.is_empty(), "{plain:?}");
+    let bad = app
+        .request(
+            reqwest::Method::GET,
+            "/v1/audit?path=/t&ancestors=yes",
+            Some(&auditor),
+        )
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -297,6 +297,30 @@ impl TestApp {
     }
 
     /// The blob files of a tenant on disk (local storage layout `blobs/<t>/<aa>/<sha256>`).
+    /// The tenant's blob names (SHA-256), sorted, as the storage backend lists them.
+    pub async fn blob_names(&self, tenant: &str) -> Vec<String> {
+        let tenant = events::TenantId::parse(tenant).expect("tenant");
+        let blobs = self.platform.storage.list_blobs(Some(&tenant)).await;
+        let mut names: Vec<String> = blobs
+            .expect("list blobs")
+            .into_iter()
+            .map(|b| b.blob.as_str().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Removes one of the tenant's blobs from the backend, as an operator might by mistake.
+    pub async fn remove_blob(&self, tenant: &str, sha256: &str) {
+        let tenant = events::TenantId::parse(tenant).expect("tenant");
+        let blob = platform::storage::BlobId::parse(sha256).expect("blob id");
+        let removed = self.platform.storage.delete_blob(&tenant, &blob).await;
+        assert!(
+            removed.expect("delete blob"),
+            "blob {sha256} was not stored"
+        );
+    }
+
     pub fn blob_files(&self, tenant: &str) -> Vec<PathBuf> {
         let mut found = Vec::new();
         let Ok(shards) = std::fs::read_dir(self.storage.path().join("blobs").join(tenant)) else {

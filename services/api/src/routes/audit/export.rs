@@ -38,11 +38,12 @@ use crate::state::AppState;
 const EXPORT_PAGE: i64 = 1000;
 /// A page that takes longer than this aborts the export.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
-const EXPORT_PARAMS: &[&str] = &["path", "principal", "type", "from", "to"];
+const EXPORT_PARAMS: &[&str] = &["path", "ancestors", "principal", "type", "from", "to"];
 
 /// Every event of the caller's tenant matching the filters, as NDJSON.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
     params(("path" = Option<String>, Query, description = "as for /v1/audit"),
+           ("ancestors" = Option<bool>, Query, description = "as for /v1/audit"),
            ("principal" = Option<String>, Query, description = "as for /v1/audit"),
            ("type" = Option<String>, Query, description = "as for /v1/audit"),
            ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),

@@ -5,6 +5,11 @@
 //! `path` matches the path itself, everything below it, and moves/copies whose target is the
 //! path or below it: both are byte-order range scans (`'/a/' <= p < '/a0'`, `0` being the
 //! byte after `/`), so no `LIKE` pattern is ever built from input; `/a` never matches `/ab`.
+//! With `ancestors=true` (an extension of API.md; default `false`, which keeps the documented
+//! "the path and everything below it") it also matches the tree operations on its ancestors
+//! (`entry.moved` / `entry.copied` from or to an ancestor, `entry.deleted` of one): a recursive
+//! command is one event naming the tree's root, and that event is part of the history of
+//! every entry that was below it — "when and by whom did this file go away" has an answer.
 //! `from` is inclusive, `to` exclusive. The cursor is the opaque base64url of the last `seq`
 //! returned (the event's position in the tenant's history).
 
@@ -17,6 +22,9 @@ use crate::error::ApiError;
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
+/// Events that act on a whole tree while naming only its root; moves and copies first (they
+/// also have a target).
+const TREE_OPERATIONS: [&str; 3] = ["entry.moved", "entry.copied", "entry.deleted"];
 /// Most types one `type` parameter may list.
 const MAX_TYPES: usize = 32;
 /// Longest `principal` accepted (the same bound as a token's `sub`).
@@ -26,6 +34,8 @@ const MAX_PRINCIPAL_CHARS: usize = 255;
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
     pub path: Option<FilePath>,
+    /// `ancestors=true`: `path` also matches the tree operations on its ancestors.
+    pub ancestors: bool,
     pub principal: Option<String>,
     pub types: Vec<String>,
     pub from: Option<DateTime<Utc>>,
@@ -61,6 +71,10 @@ pub fn parse(pairs: &[(String, String)], allowed: &[&str]) -> Result<PageRequest
     };
     let filter = AuditFilter {
         path: get("path").map(FilePath::parse).transpose()?,
+        ancestors: get("ancestors")
+            .map(parse_flag)
+            .transpose()?
+            .unwrap_or(false),
         principal: get("principal").map(parse_principal).transpose()?,
         types: get("type")
             .map(parse_types)
@@ -77,6 +91,16 @@ pub fn parse(pairs: &[(String, String)], allowed: &[&str]) -> Result<PageRequest
             .unwrap_or(DEFAULT_LIMIT),
         after: get("cursor").map(decode_cursor).transpose()?,
     })
+}
+
+fn parse_flag(raw: &str) -> Result<bool, ApiError> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::BadRequest(
+            "ancestors must be true or false".into(),
+        )),
+    }
 }
 
 fn parse_principal(raw: &str) -> Result<String, ApiError> {
@@ -163,6 +187,27 @@ pub fn select<'a>(
                 .push_bind(format!("{p}0"));
             q.push(")");
         }
+        // `ancestors=true`: tree operations on an ancestor moved, copied or deleted the path
+        // with its tree; they are part of its history although they name only the tree's root.
+        let above: Vec<String> = path
+            .ancestor_strs()
+            .filter(|a| f.ancestors && *a != "/" && *a != p)
+            .map(str::to_owned)
+            .collect();
+        if !above.is_empty() {
+            let tree_ops =
+                |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+            q.push(" OR (type = ANY(")
+                .push_bind(tree_ops(&TREE_OPERATIONS))
+                .push(") AND path = ANY(")
+                .push_bind(above.clone())
+                .push("))");
+            q.push(" OR (type = ANY(")
+                .push_bind(tree_ops(&TREE_OPERATIONS[..2]))
+                .push(") AND target = ANY(")
+                .push_bind(above)
+                .push("))");
+        }
         q.push(")");
     }
     if let Some(principal) = &f.principal {
@@ -193,7 +238,16 @@ pub fn select<'a>(
 mod tests {
     use super::*;
 
-    const ALL: &[&str] = &["path", "principal", "type", "from", "to", "limit", "cursor"];
+    const ALL: &[&str] = &[
+        "path",
+        "ancestors",
+        "principal",
+        "type",
+        "from",
+        "to",
+        "limit",
+        "cursor",
+    ];
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
