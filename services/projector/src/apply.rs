@@ -5,7 +5,7 @@
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
 
-use crate::audit::{ChainHead, ChainHeads};
+use crate::audit::{Advance, ChainHeads, Writes};
 use crate::ProjectorError;
 
 impl ProjectorError {
@@ -36,14 +36,15 @@ impl ProjectorError {
 }
 
 /// Applies the events of one commit inside the caller's transaction (no checkpoint) and
-/// returns where its tenant's audit chain moved (see [`ChainHeads::advance`]).
+/// returns what it did to the audit index (see [`ChainHeads::advance`]).
 pub(crate) async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
     heads: &mut ChainHeads,
-) -> Result<Option<(String, ChainHead)>, ProjectorError> {
+    writes: Writes,
+) -> Result<Option<Advance>, ProjectorError> {
     // Every commit of every aggregate type is audited.
-    let advance = crate::audit::apply_commit(tx, commit, heads).await?;
+    let advance = crate::audit::apply_commit(tx, commit, heads, writes).await?;
     apply_read_models(tx, commit).await?;
     Ok(advance)
 }

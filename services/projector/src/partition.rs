@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::apply::apply_events;
-use crate::audit::ChainHeads;
+use crate::audit::{ChainHeads, Writes};
 use crate::ProjectorError;
 
 /// Most commits applied in one transaction.
@@ -267,6 +267,7 @@ async fn apply_batch_as(
         return Ok(0);
     };
     let mut tx = pool.begin().await?;
+    projection::relax_commit_durability(&mut tx).await?;
     let done = projection::lock_partition(&mut tx, partition).await?;
     if last.seq() <= done {
         return Ok(0);
@@ -295,9 +296,11 @@ async fn apply_batch_as(
         let applying = std::time::Instant::now();
         let result = match isolation {
             Isolation::Optimistic => match entry {
-                Entry::Commit(commit) => apply_events(&mut tx, commit, &mut heads)
-                    .await
-                    .map(|advance| heads.advance(advance)),
+                Entry::Commit(commit) => {
+                    apply_events(&mut tx, commit, &mut heads, Writes::Deferred)
+                        .await
+                        .map(|advance| heads.advance(advance))
+                }
                 Entry::Unreadable { .. } => apply_one(&mut tx, entry, &mut heads).await,
             },
             Isolation::PerCommit => apply_one(&mut tx, entry, &mut heads).await,
@@ -342,7 +345,7 @@ pub(crate) async fn apply_one(
         }
     };
     let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-    match apply_events(&mut savepoint, commit, heads).await {
+    match apply_events(&mut savepoint, commit, heads, Writes::Immediate).await {
         Ok(advance) => {
             savepoint.commit().await?;
             heads.advance(advance);

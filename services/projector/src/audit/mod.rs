@@ -46,16 +46,45 @@ pub struct ChainHead {
     pub hash: [u8; 32],
 }
 
-/// The chain heads one projection transaction works on: each tenant's head is read (and
-/// row-locked) once, advanced in memory commit by commit, and written once by
-/// [`ChainHeads::flush`] before the transaction commits — two round trips per tenant and batch
-/// instead of two per commit. A head is only advanced ([`ChainHeads::advance`]) for a commit
-/// whose rows were kept, so a commit rolled back to its savepoint leaves it as it was.
+/// The audit side of one projection transaction.
+///
+/// * Chain heads: each tenant's head is read (and row-locked) once, advanced in memory commit
+///   by commit, and written once by [`ChainHeads::flush`] before the transaction commits.
+/// * Rows: in a batch applied without savepoints ([`Writes::Deferred`]) the rows of every
+///   commit are inserted together by the flush (one statement per batch instead of one per
+///   commit); with a savepoint per commit ([`Writes::Immediate`]) they are inserted at once,
+///   so a row the database refuses fails its own commit, which then parks its tenant alone.
+/// * Task contexts: a `task.requested` seen in this transaction answers the context of the
+///   task's later commits without a query (and must: its row may not be inserted yet).
+///
+/// Nothing is recorded for a commit until [`ChainHeads::advance`] is called for it, which the
+/// caller does only for commits it keeps: one rolled back to its savepoint leaves no trace.
 #[derive(Debug, Default)]
 pub struct ChainHeads {
     /// `None`: the tenant has no audit row yet.
     heads: std::collections::HashMap<String, Option<ChainHead>>,
     advanced: std::collections::BTreeSet<String>,
+    contexts: std::collections::HashMap<(String, uuid::Uuid), TaskContext>,
+    rows: Vec<AuditEntry>,
+    hashes: Vec<Vec<u8>>,
+}
+
+/// When the rows of a commit are inserted (see [`ChainHeads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    Immediate,
+    Deferred,
+}
+
+/// What one applied commit did to the audit index, recorded by [`ChainHeads::advance`].
+#[derive(Debug)]
+pub struct Advance {
+    tenant: String,
+    head: ChainHead,
+    context: Option<(uuid::Uuid, TaskContext)>,
+    /// Rows still to insert (deferred writes only).
+    rows: Vec<AuditEntry>,
+    hashes: Vec<Vec<u8>>,
 }
 
 impl ChainHeads {
@@ -89,16 +118,28 @@ impl ChainHeads {
         Ok(head)
     }
 
-    /// Records the head a kept commit moved its tenant to.
-    pub fn advance(&mut self, advance: Option<(String, ChainHead)>) {
-        if let Some((tenant, head)) = advance {
-            self.heads.insert(tenant.clone(), Some(head));
-            self.advanced.insert(tenant);
+    /// Records what a kept commit did.
+    pub fn advance(&mut self, advance: Option<Advance>) {
+        let Some(a) = advance else { return };
+        if let Some((task, context)) = a.context {
+            self.contexts.insert((a.tenant.clone(), task), context);
         }
+        self.rows.extend(a.rows);
+        self.hashes.extend(a.hashes);
+        self.heads.insert(a.tenant.clone(), Some(a.head));
+        self.advanced.insert(a.tenant);
     }
 
-    /// Writes every advanced head (one statement), inside the caller's transaction.
-    pub async fn flush(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ProjectorError> {
+    /// Inserts the deferred rows and writes every advanced head, inside the caller's
+    /// transaction.
+    pub async fn flush(
+        &mut self,
+        tx: &mut Transaction<'_, Postgres>,
+    ) -> Result<(), ProjectorError> {
+        if !self.rows.is_empty() {
+            insert_rows(tx, &self.rows, std::mem::take(&mut self.hashes)).await?;
+            self.rows.clear();
+        }
         let heads: Vec<(&String, ChainHead)> = self
             .advanced
             .iter()
@@ -133,23 +174,29 @@ impl ChainHeads {
     }
 }
 
-/// Writes the rows of one commit and returns the head its tenant's chain moves to (for the
-/// caller to [`ChainHeads::advance`] once the commit is kept). The head row stays locked for
-/// the transaction, so even two projectors racing on one tenant could not hand out a
-/// position twice (the unique `(logseq, idx)` also refuses a commit indexed twice).
+/// Computes the rows of one commit (inserting them now or leaving them to the flush, as
+/// `writes` says) and returns what the caller records with [`ChainHeads::advance`] once the
+/// commit is kept. The head row stays locked for the transaction, so even two projectors
+/// racing on one tenant could not hand out a position twice (the unique `(logseq, idx)` also
+/// refuses a commit indexed twice).
 pub async fn apply_commit(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
     heads: &mut ChainHeads,
-) -> Result<Option<(String, ChainHead)>, ProjectorError> {
+    writes: Writes,
+) -> Result<Option<Advance>, ProjectorError> {
     if commit.events.is_empty() {
         return Ok(None);
     }
-    let known = match needs_task_context(commit) {
-        true => stored_task_context(tx, commit).await?,
-        false => None,
-    };
     let tenant = commit.tenant.as_str();
+    let task = task_id(commit);
+    let known = match (needs_task_context(commit), task) {
+        (true, Some(id)) => match heads.contexts.get(&(tenant.to_owned(), id)) {
+            Some(context) => Some(context.clone()),
+            None => stored_task_context(tx, commit).await?,
+        },
+        _ => None,
+    };
     let head = heads.current(tx, tenant, commit.stream_seq).await?;
     let (last_seq, mut prev) = head.map_or((0, GENESIS), |h| (h.seq, h.hash));
     let rows = entries(commit, known.as_ref(), last_seq + 1).map_err(|reason| {
@@ -166,13 +213,26 @@ pub async fn apply_commit(
         prev = row.hash(&prev);
         hashes.push(prev.to_vec());
     }
-    let advance = ChainHead {
+    let head = ChainHead {
         seq: last.seq,
         logseq: last.logseq,
         hash: prev,
     };
-    insert_rows(tx, &rows, hashes).await?;
-    Ok(Some((tenant.to_owned(), advance)))
+    let context = task.zip(requested_context(&rows));
+    let (rows, hashes) = match writes {
+        Writes::Immediate => {
+            insert_rows(tx, &rows, hashes).await?;
+            (Vec::new(), Vec::new())
+        }
+        Writes::Deferred => (rows, hashes),
+    };
+    Ok(Some(Advance {
+        tenant: tenant.to_owned(),
+        head,
+        context,
+        rows,
+        hashes,
+    }))
 }
 
 /// The context of the commit's task from the index row of its `task.requested`.
