@@ -1,5 +1,5 @@
 //! Bounded HTTP resources: clients that never finish their headers or stall their bodies are
-//! cut off, open event streams are capped per principal, per tenant and per process, and
+//! cut off, connections past `FE_HTTP_MAX_CONNECTIONS` wait for a free slot, open event streams are capped per principal, per tenant and per process, and
 //! `/readyz` probes the dependencies at most once per second however often it is asked.
 
 mod support;
@@ -49,6 +49,41 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     // A client that sends its request at once is served as before.
     let resp = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let app = app_with(&[
+        ("FE_HTTP_MAX_CONNECTIONS", "2"),
+        ("FE_HTTP_HEADER_TIMEOUT_S", "60"),
+    ])
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // Two clients hold the only two connections, each in the middle of its headers.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    let url = app.url("/healthz");
+    let mut third = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    let waited = tokio::time::timeout(Duration::from_secs(1), &mut third).await;
+    assert!(
+        waited.is_err(),
+        "a third connection was served past the cap of 2: {waited:?}"
+    );
+    // One holder leaves: its slot goes to the waiting client, which is then served.
+    drop(held.pop());
+    let served = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the waiting client was not served after a slot freed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(served, StatusCode::OK);
 }
 
 #[tokio::test]
