@@ -200,7 +200,13 @@ fn spawn(js: &jetstream::Context, pool: &PgPool, p: u32, partitions: u32) -> Fol
             }
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOWER_BACKOFF.delay(failures)) => {}
-                _ = stop_rx.changed() => {}
+                changed = stop_rx.changed() => {
+                    // The owner is gone (its task ended without stopping us): stop too, or we
+                    // would spin on a closed channel for the life of the process.
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
         }
     });
