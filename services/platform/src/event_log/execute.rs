@@ -107,26 +107,17 @@ impl EventLog {
                     last_stream_seq: loaded.last_stream_seq,
                 });
             }
-            let commit = new_commit::<A>(aggregate_id, loaded.sequence, &events, &metadata)
-                .map_err(ExecuteError::Log)?;
             // The load already told us the subject's last stream sequence: no second lookup.
-            match self
-                .publish_commit(&subject, &commit, loaded.last_stream_seq)
+            let base = (loaded.sequence, loaded.last_stream_seq);
+            let appended = self
+                .append_executed(&subject, aggregate_id, base, events, aggregate, &metadata)
                 .await
-            {
-                Ok(seq) => {
-                    return Ok(Executed {
-                        sequence: loaded.sequence + events.len(),
-                        events,
-                        stream_seq: Some(seq),
-                        aggregate,
-                        last_stream_seq: seq,
-                    })
-                }
-                Err(EventLogError::Conflict) => {
+                .map_err(ExecuteError::Log)?;
+            match appended {
+                Some(executed) => return Ok(executed),
+                None => {
                     tracing::debug!(aggregate_id, attempt, "conflict; retrying on fresh state");
                 }
-                Err(e) => return Err(ExecuteError::Log(e)),
             }
         }
         Err(ExecuteError::Conflict)
@@ -161,22 +152,17 @@ impl EventLog {
                 .execute(aggregate_id, command, services, metadata)
                 .await;
         }
-        let commit =
-            new_commit::<A>(aggregate_id, 0, &events, &metadata).map_err(ExecuteError::Log)?;
-        match self.publish_commit(&subject, &commit, 0).await {
-            Ok(seq) => Ok(Executed {
-                sequence: events.len(),
-                events,
-                stream_seq: Some(seq),
-                aggregate,
-                last_stream_seq: seq,
-            }),
-            Err(EventLogError::Conflict) => {
+        let appended = self
+            .append_executed(&subject, aggregate_id, (0, 0), events, aggregate, &metadata)
+            .await
+            .map_err(ExecuteError::Log)?;
+        match appended {
+            Some(executed) => Ok(executed),
+            None => {
                 tracing::debug!(aggregate_id, "aggregate exists; running on its state");
                 self.execute(aggregate_id, command, services, metadata)
                     .await
             }
-            Err(e) => Err(ExecuteError::Log(e)),
         }
     }
 }
@@ -205,25 +191,14 @@ impl EventLog {
         let handled = aggregate.handle(command.clone(), services, &sink).await;
         let events = sink.collect().await;
         if handled.is_ok() && !events.is_empty() {
-            let commit = new_commit::<A>(aggregate_id, loaded.sequence, &events, &metadata)
-                .map_err(ExecuteError::Log)?;
-            match self
-                .publish_commit(&subject, &commit, loaded.last_stream_seq)
+            let base = (loaded.sequence, loaded.last_stream_seq);
+            let appended = self
+                .append_executed(&subject, aggregate_id, base, events, aggregate, &metadata)
                 .await
-            {
-                Ok(seq) => {
-                    let executed = Executed {
-                        sequence: loaded.sequence + events.len(),
-                        events,
-                        stream_seq: Some(seq),
-                        aggregate,
-                        last_stream_seq: seq,
-                    };
-                    *loaded = executed.state();
-                    return Ok(executed);
-                }
-                Err(EventLogError::Conflict) => {}
-                Err(e) => return Err(ExecuteError::Log(e)),
+                .map_err(ExecuteError::Log)?;
+            if let Some(executed) = appended {
+                *loaded = executed.state();
+                return Ok(executed);
             }
         }
         // Refused or a no-op on possibly stale state, or a commit made meanwhile: decided
@@ -233,6 +208,33 @@ impl EventLog {
             .await?;
         *loaded = executed.state();
         Ok(executed)
+    }
+
+    /// Appends the `events` a command produced on the aggregate as it stood at `base` (its
+    /// sequence and its subject's last stream sequence), `aggregate` being the state after
+    /// them. `Ok(None)`: another commit came first (a conflict), nothing was appended.
+    async fn append_executed<A: Aggregate>(
+        &self,
+        subject: &str,
+        aggregate_id: &str,
+        base: (usize, u64),
+        events: Vec<A::Event>,
+        aggregate: A,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Option<Executed<A>>, EventLogError> {
+        let (sequence, last_stream_seq) = base;
+        let commit = new_commit::<A>(aggregate_id, sequence, &events, metadata)?;
+        match self.publish_commit(subject, &commit, last_stream_seq).await {
+            Ok(seq) => Ok(Some(Executed {
+                sequence: sequence + events.len(),
+                events,
+                stream_seq: Some(seq),
+                aggregate,
+                last_stream_seq: seq,
+            })),
+            Err(EventLogError::Conflict) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -238,16 +238,8 @@ pub fn select<'a>(
 mod tests {
     use super::*;
 
-    const ALL: &[&str] = &[
-        "path",
-        "ancestors",
-        "principal",
-        "type",
-        "from",
-        "to",
-        "limit",
-        "cursor",
-    ];
+    /// Every parameter of `GET /v1/audit`.
+    const ALL: &[&str] = super::super::QUERY_PARAMS;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
