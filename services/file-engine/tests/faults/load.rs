@@ -62,6 +62,19 @@ pub struct Load {
 impl Load {
     /// Starts `clients` concurrent senders of `mkdir -p <prefix>/c<client>/<n>`.
     pub fn start(rig: &Rig, token: &str, prefix: &str, clients: usize) -> Load {
+        Self::start_paced(rig, token, prefix, clients, Duration::ZERO)
+    }
+
+    /// Like [`Load::start`], each client pausing `pace` after every acknowledged command: the
+    /// shape of the load (its rate), so that a scenario whose judging grows with the number of
+    /// commands stays within the test's time limit however fast the platform accepts.
+    pub fn start_paced(
+        rig: &Rig,
+        token: &str,
+        prefix: &str,
+        clients: usize,
+        pace: Duration,
+    ) -> Load {
         let progress = Arc::new(Progress::default());
         let handles = (0..clients)
             .map(|c| {
@@ -90,7 +103,12 @@ impl Load {
                             _ => None,
                         };
                         match id {
-                            Some(id) => progress.acked.lock().expect("progress").push((id, path)),
+                            Some(id) => {
+                                progress.acked.lock().expect("progress").push((id, path));
+                                if !pace.is_zero() {
+                                    tokio::time::sleep(pace).await;
+                                }
+                            }
                             None => {
                                 progress.refused.fetch_add(1, Ordering::Relaxed);
                                 // Refused while a dependency is down: do not spin.
