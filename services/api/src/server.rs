@@ -4,7 +4,8 @@
 //! * At most [`ApiSettings::max_connections`] connections are open; further ones wait in the
 //!   listen backlog until one closes (the kernel queues them; nothing is read meanwhile).
 //! * A client must send complete request headers within [`ApiSettings::header_timeout`]
-//!   (hyper's `header_read_timeout`, HTTP/1): a slow-loris client is disconnected.
+//!   (hyper's `header_read_timeout`, HTTP/1): a slow-loris client is disconnected, and so is
+//!   one that connects and sends nothing (its first byte must come within the same time).
 //! * Request bodies may pause at most [`ApiSettings::body_idle_timeout`] between chunks (the
 //!   router's `RequestBodyTimeoutLayer`): the request then fails as a client error, with no
 //!   partial effect.
@@ -63,14 +64,21 @@ pub async fn serve(
         };
         metrics::gauge!("fe_http_connections").increment(1.0);
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let header_timeout = settings.header_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                // Timeouts and resets by clients end up here; they are not server faults.
-                tracing::debug!(%error, "api: connection ended with an error");
+            // hyper's header timer starts once it knows the protocol, which it learns from
+            // the first bytes: a client that sends nothing at all is bounded here.
+            let mut first = [0u8; 1];
+            if let Ok(Ok(1)) = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(error) = watcher.watch(connection).await {
+                    // Timeouts and resets by clients end up here; they are not server faults.
+                    tracing::debug!(%error, "api: connection ended with an error");
+                }
             }
             metrics::gauge!("fe_http_connections").decrement(1.0);
             drop(slot);

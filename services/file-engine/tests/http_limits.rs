@@ -1,4 +1,4 @@
-//! Bounded HTTP resources: clients that never finish their headers or stall their bodies are
+//! Bounded HTTP resources: clients that send nothing, never finish their headers or stall their bodies are
 //! cut off, connections past `FE_HTTP_MAX_CONNECTIONS` wait for a free slot, open event streams are capped per principal, per tenant and per process, and
 //! `/readyz` probes the dependencies at most once per second however often it is asked.
 
@@ -47,6 +47,31 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         started.elapsed()
     );
     // A client that sends its request at once is served as before.
+    let resp = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected_and_frees_its_slot() {
+    let app = app_with(&[
+        ("FE_HTTP_HEADER_TIMEOUT_S", "1"),
+        ("FE_HTTP_MAX_CONNECTIONS", "1"),
+    ])
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let closed = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(
+        closed.is_some(),
+        "a client that sent nothing is still connected after 10 s"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The only connection slot is free again: a real request is served.
     let resp = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
