@@ -255,7 +255,8 @@ async fn main() -> anyhow::Result<()> {
             file_engine::bench::run(&sections, opts).await
         }
         Command::Backup { dir } => {
-            let nats = async_nats::connect(config.nats_url.as_str()).await?;
+            let nats =
+                platform::nats_client::connect(&config.nats_url, "file-engine-backup").await?;
             let manifest =
                 file_engine::backup::snapshot(&nats, platform::streams::EVENTS_STREAM, &dir)
                     .await?;
@@ -263,7 +264,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { dir } => {
-            let nats = async_nats::connect(config.nats_url.as_str()).await?;
+            let nats =
+                platform::nats_client::connect(&config.nats_url, "file-engine-restore").await?;
             let summary = file_engine::backup::restore(&nats, &dir).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())

@@ -40,8 +40,8 @@ pub async fn chunked_413(form: Form) {
     }
     let after = rig.read_log().await.len();
     assert_eq!(before, after, "a refused upload appended to the log");
-    let (status, _) = rig.get_json(&token, "/big/0.bin").await;
-    assert_ne!(status, StatusCode::OK);
+    let (status, _) = rig.get_json(&token, "/v1/files/big/0.bin").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = rig.get_json(&token, "/v1/stat/big/0.bin").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let tally = Tally {
