@@ -5,7 +5,10 @@
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
 
+use events::task::TaskEvent;
+
 use crate::audit::{Advance, ChainHeads, Writes};
+use crate::tasks::TaskChanges;
 use crate::ProjectorError;
 
 impl ProjectorError {
@@ -37,6 +40,10 @@ impl ProjectorError {
 
 /// Applies the events of one commit inside the caller's transaction (no checkpoint) and
 /// returns what it did to the audit index (see [`ChainHeads::advance`]).
+///
+/// With [`Writes::Deferred`] the commit belongs to a batch whose task-table changes the caller
+/// writes set-based ahead of the batch ([`TaskChanges`]); with [`Writes::Immediate`] the
+/// commit's own task changes are written here.
 pub(crate) async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
@@ -45,44 +52,56 @@ pub(crate) async fn apply_events(
 ) -> Result<Option<Advance>, ProjectorError> {
     // Every commit of every aggregate type is audited.
     let advance = crate::audit::apply_commit(tx, commit, heads, writes).await?;
+    if writes == Writes::Immediate && commit.aggregate_type == TASK {
+        let mut tasks = TaskChanges::default();
+        tasks.record(commit)?;
+        tasks.flush(tx).await?;
+    }
     apply_read_models(tx, commit).await?;
     Ok(advance)
 }
 
-/// The read models other than the audit index.
+/// The aggregate type of tasks, whose commits feed the task table and the catalogue.
+pub(crate) const TASK: &str = "task";
+
+/// The read models other than the audit index and the task table.
 async fn apply_read_models(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
-    if commit.aggregate_type == "acl" {
-        return crate::acl::apply_commit(tx, commit).await;
-    }
-    if commit.aggregate_type == "subscription" {
-        return crate::subscriptions::apply_commit(tx, commit).await;
-    }
-    if commit.aggregate_type == "storage" {
-        return crate::quotas::apply_commit(tx, commit).await;
-    }
-    if commit.aggregate_type != "task" {
+    match commit.aggregate_type.as_str() {
+        "acl" => crate::acl::apply_commit(tx, commit).await,
+        "subscription" => crate::subscriptions::apply_commit(tx, commit).await,
+        "storage" => crate::quotas::apply_commit(tx, commit).await,
+        TASK => {
+            for event in task_events(commit)? {
+                crate::catalogue::apply(tx, commit, &event).await?;
+            }
+            Ok(())
+        }
         // Unknown aggregate types are skipped so an older projector never blocks on a newer
         // log.
-        return Ok(());
+        _ => Ok(()),
     }
-    for stored in &commit.events {
-        let corrupt = |reason: String| ProjectorError::Corrupt {
-            seq: commit.stream_seq,
-            reason,
-        };
-        let payload = events::upcast::upcast(
-            &stored.event_type,
-            &stored.event_version,
-            stored.payload.clone(),
-        )
-        .map_err(|e| corrupt(e.to_string()))?;
-        let event: events::task::TaskEvent =
-            serde_json::from_value(payload).map_err(|e| corrupt(e.to_string()))?;
-        crate::tasks::apply(tx, commit, &event).await?;
-        crate::catalogue::apply(tx, commit, &event).await?;
-    }
-    Ok(())
+}
+
+/// The events of a task commit, upcast and decoded.
+pub(crate) fn task_events(commit: &LoggedCommit) -> Result<Vec<TaskEvent>, ProjectorError> {
+    let corrupt = |reason: String| ProjectorError::Corrupt {
+        seq: commit.stream_seq,
+        reason,
+    };
+    commit
+        .events
+        .iter()
+        .map(|stored| {
+            let payload = events::upcast::upcast(
+                &stored.event_type,
+                &stored.event_version,
+                stored.payload.clone(),
+            )
+            .map_err(|e| corrupt(e.to_string()))?;
+            serde_json::from_value(payload).map_err(|e| corrupt(e.to_string()))
+        })
+        .collect()
 }

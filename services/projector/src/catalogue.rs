@@ -42,9 +42,7 @@ pub async fn apply(
             } else {
                 vec![path.clone()]
             };
-            for dir in dirs {
-                insert_dir(tx, tenant, &dir, commit).await?;
-            }
+            insert_dirs(tx, tenant, &dirs, commit).await?;
         }
         TaskEvent::EntryDeleted { path, .. } => {
             let gone = delete_subtree(tx, tenant, path).await?;
@@ -98,9 +96,11 @@ pub async fn apply(
             upload, version, ..
         } => {
             if let Some(parent) = upload.path.parent() {
-                for dir in parent.ancestors_and_self().filter(|p| !p.is_root()) {
-                    insert_dir(tx, tenant, &dir, commit).await?;
-                }
+                let dirs: Vec<FilePath> = parent
+                    .ancestors_and_self()
+                    .filter(|p| !p.is_root())
+                    .collect();
+                insert_dirs(tx, tenant, &dirs, commit).await?;
             }
             file_available(tx, tenant, upload, version, commit).await?;
         }
@@ -113,24 +113,34 @@ fn parent_of(path: &FilePath) -> Option<String> {
     path.parent().map(|p| p.as_str().to_owned())
 }
 
-async fn insert_dir(
+/// Creates the directories `dirs` (one statement): an existing directory stays as it was, an
+/// upload's `scanning` placeholder is replaced.
+async fn insert_dirs(
     tx: Tx<'_, '_>,
     tenant: &str,
-    dir: &FilePath,
+    dirs: &[FilePath],
     commit: &LoggedCommit,
 ) -> Result<(), ProjectorError> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
-         VALUES ($1, $2, $3, $4, 'dir', 'available', $5, $6)
+         SELECT $1, d.path, d.parent, d.name, 'dir', 'available', $5, $6
+         FROM unnest($2::text[], $3::text[], $4::text[]) AS d(path, parent, name)
          ON CONFLICT (tenant, path) DO UPDATE SET kind = 'dir', status = 'available',
             size = NULL, sha256 = NULL, content_type = NULL, version = NULL,
             modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
          WHERE entries.status = 'scanning'",
     )
     .bind(tenant)
-    .bind(dir.as_str())
-    .bind(parent_of(dir))
-    .bind(dir.name().unwrap_or(""))
+    .bind(dirs.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+    .bind(dirs.iter().map(parent_of).collect::<Vec<_>>())
+    .bind(
+        dirs.iter()
+            .map(|d| d.name().unwrap_or(""))
+            .collect::<Vec<_>>(),
+    )
     .bind(commit.time)
     .bind(commit.stream_seq as i64)
     .execute(&mut **tx)

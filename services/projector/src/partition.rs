@@ -18,8 +18,9 @@ use platform::projection;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::apply::apply_events;
-use crate::audit::{ChainHeads, Writes};
+use crate::apply::{apply_events, TASK};
+use crate::audit::{ChainHeads, TaskContexts, Writes};
+use crate::tasks::TaskChanges;
 use crate::ProjectorError;
 
 /// Most commits applied in one transaction.
@@ -125,6 +126,7 @@ pub(crate) async fn follow(
     let mut seen_through = start - 1;
     let mut heard = Instant::now();
     let label = part.partition.to_string();
+    let mut contexts = TaskContexts::default();
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -193,7 +195,14 @@ pub(crate) async fn follow(
             skipped = Some(last_seq);
             continue;
         }
-        apply_batch(&part.pool, part.partition, part.partitions, &batch).await?;
+        apply_batch(
+            &part.pool,
+            part.partition,
+            part.partitions,
+            &batch,
+            &mut contexts,
+        )
+        .await?;
         if last_seq > batch.last().map_or(0, Entry::seq) {
             skipped = Some(last_seq);
         } else {
@@ -242,15 +251,32 @@ pub(crate) async fn apply_batch(
     partition: u32,
     partitions: u32,
     batch: &[Entry],
+    contexts: &mut TaskContexts,
 ) -> Result<usize, ProjectorError> {
     let started = Instant::now();
-    let applied =
-        match apply_batch_as(pool, partition, partitions, batch, Isolation::Optimistic).await {
-            Err(e) if !e.is_transient() => {
-                apply_batch_as(pool, partition, partitions, batch, Isolation::PerCommit).await?
-            }
-            other => other?,
-        };
+    let optimistic = apply_batch_as(
+        pool,
+        partition,
+        partitions,
+        batch,
+        Isolation::Optimistic,
+        contexts,
+    )
+    .await;
+    let applied = match optimistic {
+        Err(e) if !e.is_transient() => {
+            apply_batch_as(
+                pool,
+                partition,
+                partitions,
+                batch,
+                Isolation::PerCommit,
+                contexts,
+            )
+            .await?
+        }
+        other => other?,
+    };
     metrics::counter!("fe_projector_commits_total").increment(applied as u64);
     metrics::histogram!("fe_projector_batch_seconds").record(started.elapsed().as_secs_f64());
     Ok(applied)
@@ -262,6 +288,7 @@ async fn apply_batch_as(
     partitions: u32,
     batch: &[Entry],
     isolation: Isolation,
+    contexts: &mut TaskContexts,
 ) -> Result<usize, ProjectorError> {
     let Some(last) = batch.last() else {
         return Ok(0);
@@ -274,25 +301,40 @@ async fn apply_batch_as(
     }
     let mut parked: HashMap<String, u64> =
         projection::parked_in_partition(&mut tx, partition, partitions).await?;
-    let mut heads = ChainHeads::default();
+    let mut heads = ChainHeads::with_contexts(std::mem::take(contexts));
+    if isolation == Isolation::Optimistic {
+        // The task table of the whole batch, set-based, ahead of the rest (see `tasks`).
+        let mut tasks = TaskChanges::default();
+        for entry in batch.iter().filter(|e| e.seq() > done) {
+            if let (Entry::Commit(commit), Admission::Apply(_)) =
+                (entry, admit(entry, partition, partitions, &parked))
+            {
+                if commit.aggregate_type == TASK {
+                    tasks.record(commit)?;
+                }
+            }
+        }
+        tasks.flush(&mut tx).await?;
+    }
     let mut applied = 0;
     for entry in batch.iter().filter(|e| e.seq() > done) {
-        let Some(tenant) = entry.tenant() else {
-            // No tenant to park: it cannot belong to any read model. Loud, never silent.
-            metrics::counter!("fe_projector_unreadable_commits_total").increment(1);
-            tracing::error!(
-                seq = entry.seq(),
-                "projector: a log entry names no tenant; skipped"
-            );
-            continue;
+        let tenant = match admit(entry, partition, partitions, &parked) {
+            Admission::Apply(tenant) => tenant,
+            Admission::OtherPartition => continue,
+            Admission::NoTenant => {
+                // No tenant to park: it cannot belong to any read model. Loud, never silent.
+                metrics::counter!("fe_projector_unreadable_commits_total").increment(1);
+                tracing::error!(
+                    seq = entry.seq(),
+                    "projector: a log entry names no tenant; skipped"
+                );
+                continue;
+            }
+            Admission::Held => {
+                metrics::counter!("fe_projection_held_commits_total").increment(1);
+                continue;
+            }
         };
-        if partition_of_str(tenant, partitions) != partition {
-            continue;
-        }
-        if parked.contains_key(tenant) {
-            metrics::counter!("fe_projection_held_commits_total").increment(1);
-            continue;
-        }
         let applying = std::time::Instant::now();
         let result = match isolation {
             Isolation::Optimistic => match entry {
@@ -324,7 +366,36 @@ async fn apply_batch_as(
     heads.flush(&mut tx).await?;
     projection::advance_partition(&mut tx, partition, last.seq()).await?;
     tx.commit().await?;
+    *contexts = heads.into_contexts();
     Ok(applied)
+}
+
+/// What a batch does with one of its entries.
+enum Admission<'a> {
+    /// Apply it: it is of this partition's tenant `.0`, which is not parked.
+    Apply(&'a str),
+    /// Another partition's tenant.
+    OtherPartition,
+    /// It names no tenant.
+    NoTenant,
+    /// Its tenant is parked: held until resumed.
+    Held,
+}
+
+fn admit<'a>(
+    entry: &'a Entry,
+    partition: u32,
+    partitions: u32,
+    parked: &HashMap<String, u64>,
+) -> Admission<'a> {
+    match entry.tenant() {
+        None => Admission::NoTenant,
+        Some(tenant) if partition_of_str(tenant, partitions) != partition => {
+            Admission::OtherPartition
+        }
+        Some(tenant) if parked.contains_key(tenant) => Admission::Held,
+        Some(tenant) => Admission::Apply(tenant),
+    }
 }
 
 /// Applies one entry inside a savepoint of `tx`, so that a permanent failure undoes exactly

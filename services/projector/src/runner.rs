@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use events::partition::partition_of_str;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use platform::event_log::LoggedCommit;
 use platform::projection::{self, LayoutError};
 use platform::streams::EVENTS_STREAM;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::audit::TaskContexts;
 use crate::ownership::PARTITION_CLASS;
 use crate::partition::{apply_batch, Entry, MAX_BATCH};
 
@@ -97,9 +98,19 @@ async fn built_partitions(pool: &PgPool) -> Result<u32, ProjectorError> {
 pub async fn apply_commit(pool: &PgPool, commit: &LoggedCommit) -> Result<bool, ProjectorError> {
     let partitions = built_partitions(pool).await?;
     let p = partition_of_str(commit.tenant.as_str(), partitions);
-    let applied = apply_batch(pool, p, partitions, &[Entry::Commit(commit.clone())]).await?;
+    let applied = apply_batch(
+        pool,
+        p,
+        partitions,
+        &[Entry::Commit(commit.clone())],
+        &mut TaskContexts::default(),
+    )
+    .await?;
     Ok(applied > 0)
 }
+
+/// How many partitions a replay applies at once (each holds a pooled connection).
+const REPLAY_PARALLELISM: usize = 4;
 
 /// Drops every read model row and rebuilds from the start of the log with the partition
 /// count the read models have now; returns the position reached.
@@ -142,7 +153,12 @@ pub async fn replay_with_partitions(
     let last = last_stream_seq(js).await?;
     if last > 0 {
         let mut messages = ordered_messages(js, 1).await?;
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+        // One read batch holds about a full batch for each partition, and the partitions
+        // apply it side by side (their rows never overlap: a tenant lives in one partition).
+        let read_batch = MAX_BATCH * partitions.min(8) as usize;
+        let mut batch = Vec::with_capacity(read_batch);
+        let mut contexts: Vec<TaskContexts> =
+            (0..partitions).map(|_| TaskContexts::default()).collect();
         let mut reached = 0;
         while reached < last {
             let message = messages
@@ -153,10 +169,15 @@ pub async fn replay_with_partitions(
             let entry = Entry::read(&message)?;
             reached = entry.seq();
             batch.push(entry);
-            if batch.len() >= MAX_BATCH || reached >= last {
-                for p in 0..partitions {
-                    apply_batch(pool, p, partitions, &batch).await?;
-                }
+            if batch.len() >= read_batch || reached >= last {
+                let batch_ref = &batch;
+                futures::stream::iter(contexts.iter_mut().enumerate())
+                    .map(|(p, contexts)| async move {
+                        apply_batch(pool, p as u32, partitions, batch_ref, contexts).await
+                    })
+                    .buffer_unordered(REPLAY_PARALLELISM)
+                    .try_collect::<Vec<usize>>()
+                    .await?;
                 batch.clear();
             }
         }

@@ -55,7 +55,10 @@ pub struct ChainHead {
 ///   commit); with a savepoint per commit ([`Writes::Immediate`]) they are inserted at once,
 ///   so a row the database refuses fails its own commit, which then parks its tenant alone.
 /// * Task contexts: a `task.requested` seen in this transaction answers the context of the
-///   task's later commits without a query (and must: its row may not be inserted yet).
+///   task's later commits without a query (and must: its row may not be inserted yet). The
+///   contexts outlive the transaction ([`ChainHeads::with_contexts`]): they are facts of the
+///   log, true whatever becomes of the transaction, so a follower keeps them from batch to
+///   batch and a task's later commits need no query at all.
 ///
 /// Nothing is recorded for a commit until [`ChainHeads::advance`] is called for it, which the
 /// caller does only for commits it keeps: one rolled back to its savepoint leaves no trace.
@@ -64,10 +67,18 @@ pub struct ChainHeads {
     /// `None`: the tenant has no audit row yet.
     heads: std::collections::HashMap<String, Option<ChainHead>>,
     advanced: std::collections::BTreeSet<String>,
-    contexts: std::collections::HashMap<(String, uuid::Uuid), TaskContext>,
+    contexts: TaskContexts,
     rows: Vec<AuditEntry>,
     hashes: Vec<Vec<u8>>,
 }
+
+/// The contexts (path, target, requester) of tasks whose `task.requested` was seen, by
+/// (tenant, task id).
+pub type TaskContexts = std::collections::HashMap<(String, uuid::Uuid), TaskContext>;
+
+/// Most task contexts a follower keeps between batches (a few MiB); past it the cache
+/// starts again empty and misses are answered from the index.
+const MAX_KEPT_CONTEXTS: usize = 50_000;
 
 /// When the rows of a commit are inserted (see [`ChainHeads`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +99,24 @@ pub struct Advance {
 }
 
 impl ChainHeads {
+    /// Heads for a new transaction that starts from the task contexts already known.
+    pub fn with_contexts(contexts: TaskContexts) -> Self {
+        Self {
+            contexts,
+            ..Self::default()
+        }
+    }
+
+    /// The task contexts known now, to start the next transaction with (bounded by
+    /// [`MAX_KEPT_CONTEXTS`]).
+    pub fn into_contexts(self) -> TaskContexts {
+        if self.contexts.len() > MAX_KEPT_CONTEXTS {
+            TaskContexts::default()
+        } else {
+            self.contexts
+        }
+    }
+
     async fn current(
         &mut self,
         tx: &mut Transaction<'_, Postgres>,
