@@ -219,3 +219,69 @@ async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
     assert!(app.is_dir("acme", "/area/x").await);
     worker.shutdown().await;
 }
+
+#[tokio::test]
+async fn overwriting_a_file_the_caller_may_not_write_is_refused_as_a_put_to_it_is() {
+    let app = TestApp::spawn_with_scanner(&[]).await;
+    let admin = app.admin("acme");
+    let bob = app.token("bob", "acme", &[]);
+    for (path, bytes) in [
+        ("/dst/secret.txt", "the admin's"),
+        ("/src/mine.txt", "bob's"),
+    ] {
+        let done = app
+            .upload_and_wait(&admin, path, bytes.as_bytes().to_vec())
+            .await;
+        assert_eq!(done["status"], "succeeded", "{path}: {done}");
+    }
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/",
+        &["move", "copy", "read", "write", "delete", "list"],
+        "allow",
+    )
+    .await;
+    grant(
+        &app,
+        &admin,
+        "user:bob",
+        "/dst/secret.txt",
+        &["write"],
+        "deny",
+    )
+    .await;
+
+    let put = app
+        .upload(&bob, "/dst/secret.txt", b"bob's".to_vec(), &[])
+        .await;
+    assert_eq!(put.status(), StatusCode::FORBIDDEN);
+    for op in ["copy", "move"] {
+        let (status, problem) = command_status(
+            &app,
+            &bob,
+            json!({"op": op, "from": "/src/mine.txt", "to": "/dst/secret.txt", "overwrite": true}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{op}: {problem}");
+    }
+    // Nothing was replaced, and bob's own file is where it was.
+    for (path, expected) in [
+        ("/dst/secret.txt", "the admin's"),
+        ("/src/mine.txt", "bob's"),
+    ] {
+        let resp = app
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/files{path}"),
+                Some(&admin),
+            )
+            .await
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_eq!(resp.text().await.unwrap(), expected, "{path}");
+    }
+}
