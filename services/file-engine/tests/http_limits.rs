@@ -27,53 +27,41 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<St
     }
 }
 
-#[tokio::test]
-async fn a_client_that_never_finishes_its_headers_is_disconnected() {
-    let app = app_with(&[("FE_HTTP_HEADER_TIMEOUT_S", "1")]).await;
-    let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut slow = TcpStream::connect(&addr).await.unwrap();
-    let started = Instant::now();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let closed = read_until_closed(&mut slow, Duration::from_secs(10)).await;
-    assert!(
-        closed.is_some(),
-        "the slow client is still connected after 10 s"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    // A client that sends its request at once is served as before.
-    let resp = reqwest::get(app.url("/healthz")).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-}
-
-#[tokio::test]
-async fn a_client_that_connects_and_sends_nothing_is_disconnected_and_frees_its_slot() {
+/// Connects to the API with `FE_HTTP_HEADER_TIMEOUT_S=1` and the only connection slot,
+/// sends `sent` and nothing more, and shows the server hangs up within a few seconds and then
+/// serves a client that sends its request at once (the slot is free again).
+async fn cut_off_after_sending(sent: &[u8]) {
     let app = app_with(&[
         ("FE_HTTP_HEADER_TIMEOUT_S", "1"),
         ("FE_HTTP_MAX_CONNECTIONS", "1"),
     ])
     .await;
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut client = TcpStream::connect(&addr).await.unwrap();
     let started = Instant::now();
-    let closed = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    client.write_all(sent).await.unwrap();
+    let closed = read_until_closed(&mut client, Duration::from_secs(10)).await;
     assert!(
         closed.is_some(),
-        "a client that sent nothing is still connected after 10 s"
+        "a client that sent {sent:?} is still connected after 10 s"
     );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
-    // The only connection slot is free again: a real request is served.
     let resp = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    cut_off_after_sending(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected_and_frees_its_slot() {
+    cut_off_after_sending(b"").await;
 }
 
 #[tokio::test]

@@ -13,34 +13,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use events::task::{TaskEvent, TaskFailure};
+use events::task::{TaskEvent, TaskFailure, TaskStatus};
 use platform::event_log::LoggedCommit;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::ProjectorError;
-
-/// A task's status as stored in `tasks.status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    DeadLettered,
-}
-
-impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::DeadLettered => "dead_lettered",
-        }
-    }
-}
 
 /// A task requested in the batch: its row as the request creates it.
 struct NewTask {
