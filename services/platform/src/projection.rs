@@ -138,19 +138,6 @@ pub async fn partition_checkpoints(pool: &PgPool) -> Result<Vec<(u32, u64)>, sql
         .collect())
 }
 
-/// Lets the current transaction commit without waiting for its WAL flush
-/// (`synchronous_commit = off`, this transaction only). Safe for projection batches, and only
-/// for them: the read models are derived from the log and a batch's checkpoint commits
-/// atomically with its effects, so a database crash can lose only whole trailing batches,
-/// which are projected again from the log — identically, since projection is deterministic.
-/// It saves a disk flush per batch, the largest fixed cost of a small batch.
-pub async fn relax_commit_durability(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
 /// Locks the partition's row for the transaction and returns its checkpoint. Two projectors
 /// that both believe they own a partition serialise here, and the later one sees the commits
 /// as already passed.

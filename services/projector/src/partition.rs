@@ -294,7 +294,6 @@ async fn apply_batch_as(
         return Ok(0);
     };
     let mut tx = pool.begin().await?;
-    projection::relax_commit_durability(&mut tx).await?;
     let done = projection::lock_partition(&mut tx, partition).await?;
     if last.seq() <= done {
         return Ok(0);
