@@ -12,7 +12,6 @@ use events::{FilePath, TenantId};
 use file_engine::projection_cli::{self, Resumed};
 use file_engine::{start, Role};
 use platform::config::Config;
-use platform::event_log::{aggregate_id, Commit, StoredEvent};
 use platform::projection;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -148,39 +147,15 @@ fn url_path(path: &str) -> String {
 /// no API validation, no worker. Returns its stream sequence.
 async fn inject_task_commit(app: &TestApp, tenant: &str, events: Vec<TaskEvent>) -> u64 {
     use cqrs_es::DomainEvent;
-    let tenant_id = TenantId::parse(tenant).unwrap();
     let Some(TaskEvent::TaskRequested { task_id, .. }) = events.first() else {
         panic!("a new task starts with TaskRequested");
     };
-    let id = aggregate_id(&tenant_id, &task_id.to_string());
-    let stored: Vec<StoredEvent> = events
+    let task_id = *task_id;
+    let stored = events
         .iter()
-        .enumerate()
-        .map(|(i, e)| StoredEvent {
-            aggregate_type: "task".into(),
-            aggregate_id: id.clone(),
-            sequence: i + 1,
-            event_type: e.event_type(),
-            event_version: e.event_version(),
-            payload: serde_json::to_value(e).unwrap(),
-            metadata: json!({"principal": "root"}),
-        })
+        .map(|e| (e.event_type(), serde_json::to_value(e).unwrap()))
         .collect();
-    let commit = Commit { events: stored };
-    let ack = app
-        .platform
-        .log
-        .jetstream()
-        .publish_with_headers(
-            commit.subject().unwrap(),
-            commit.headers().unwrap(),
-            serde_json::to_vec(&commit).unwrap().into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    ack.sequence
+    app.inject_task_commit(tenant, task_id, stored).await
 }
 
 fn requested(tenant: &str, command: FileCommand) -> TaskEvent {

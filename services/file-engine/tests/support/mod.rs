@@ -420,3 +420,47 @@ impl TestApp {
             .unwrap_or(0)
     }
 }
+
+impl TestApp {
+    /// Publishes one commit of the task `task_id` straight into the log, as a buggy or older
+    /// writer could have (no API validation, no worker): each `(event_type, payload)` becomes
+    /// one stored event. Returns its stream sequence.
+    pub async fn inject_task_commit(
+        &self,
+        tenant: &str,
+        task_id: uuid::Uuid,
+        events: Vec<(String, Value)>,
+    ) -> u64 {
+        use platform::event_log::{aggregate_id, Commit, StoredEvent};
+        let tenant_id = events::TenantId::parse(tenant).expect("tenant");
+        let id = aggregate_id(&tenant_id, &task_id.to_string());
+        let stored: Vec<StoredEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (event_type, payload))| StoredEvent {
+                aggregate_type: "task".into(),
+                aggregate_id: id.clone(),
+                sequence: i + 1,
+                event_type,
+                event_version: "1".into(),
+                payload,
+                metadata: serde_json::json!({"principal": "root"}),
+            })
+            .collect();
+        let commit = Commit { events: stored };
+        let ack = self
+            .platform
+            .log
+            .jetstream()
+            .publish_with_headers(
+                commit.subject().expect("subject"),
+                commit.headers().expect("headers"),
+                serde_json::to_vec(&commit).expect("commit").into(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        ack.sequence
+    }
+}
