@@ -97,7 +97,13 @@ pub async fn run(which: &[String], opts: Options) -> anyhow::Result<()> {
         // scratch servers of its own (it rebuilds the read models between the two runs).
         let scratch = env::spawn(env::Sync::Always, &[], false, &[]).await?;
         let config = scratch.platform.config.clone();
-        projection::run(config, if opts.quick { 10 } else { 100 }).await?;
+        projection::run(
+            &mut report,
+            &opts,
+            config,
+            if opts.quick { 10 } else { 100 },
+        )
+        .await?;
         scratch.stop().await;
     }
     if opts.json {

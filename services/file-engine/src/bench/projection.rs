@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use platform::config::Config;
 use rand::RngCore;
 
+use super::report::{FigureBuilder, Latency, Report};
+use super::Options;
 use crate::{start, Platform, Role};
 
 const TENANTS: usize = 16;
@@ -103,7 +105,12 @@ async fn measure(
     Ok((all.len() as f64 / elapsed.as_secs_f64(), all))
 }
 
-pub async fn run(mut config: Config, per_tenant: usize) -> anyhow::Result<()> {
+pub async fn run(
+    report: &mut Report,
+    opts: &Options,
+    mut config: Config,
+    per_tenant: usize,
+) -> anyhow::Result<()> {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let secret = hex::encode(secret);
@@ -115,40 +122,23 @@ pub async fn run(mut config: Config, per_tenant: usize) -> anyhow::Result<()> {
     config.rate_limit_per_min = 0;
     config.tenant_rate_limit_per_min = 0;
     let configured = config.partitions.max(1);
-    let mut rates = Vec::new();
-    for partitions in [1, configured] {
-        let (rate, mut latencies) = measure(&config, &secret, partitions, per_tenant).await?;
-        let (p50, p99) = summarize(
-            &format!("e2e mkdir, {partitions} partition(s)"),
-            &mut latencies,
-        );
-        println!(
-            "  {rate:.1} commands/s requested → succeeded ({TENANTS} tenants); p50 {p50:.2?}, p99 {p99:.2?}"
-        );
-        rates.push(rate);
-    }
-    if let [one, many] = rates[..] {
-        println!(
-            "  throughput with {configured} partitions vs 1: {:.2}x",
-            many / one
-        );
-    }
-    Ok(())
-}
-
-/// Sorts the samples, prints p50/p99 and returns them.
-fn summarize(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort_unstable();
-    let at = |q: f64| {
-        let i = ((samples.len().saturating_sub(1)) as f64 * q).round() as usize;
-        samples.get(i).copied().unwrap_or_default()
-    };
-    let (p50, p99) = (at(0.50), at(0.99));
-    println!(
-        "{name:<40} n={:<8} p50={:>10.2?} p99={:>10.2?}",
-        samples.len(),
-        p50,
-        p99
+    let (one_rate, mut one) = measure(&config, &secret, 1, per_tenant).await?;
+    let (rate, mut many) = measure(&config, &secret, configured, per_tenant).await?;
+    let samples = many.len();
+    report.add(
+        FigureBuilder::new(
+            "e2e",
+            format!("mkdir requested → succeeded/s, {configured} partitions"),
+            "/s",
+        )
+        .measured(rate, Latency::of(&mut many))
+        .baseline("the same with 1 partition", one_rate, Latency::of(&mut one))
+        .conditions(TENANTS, 0, samples)
+        .note(format!(
+            "{TENANTS} tenants, each a client sending its commands one after another"
+        ))
+        .build(),
+        opts.json,
     );
-    (p50, p99)
+    Ok(())
 }
