@@ -14,18 +14,23 @@ use platform::projection::Projected;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The overlap question: $1 tenant, $2 the task's queued_seq, $3 its id, $4 its paths and
-/// their ancestors, $5/$6 the lower/upper bounds of the subtrees below its paths.
-pub const OVERLAP_SQL: &str = "SELECT EXISTS (
-    SELECT 1 FROM task_paths t
+/// The overlap question: $1 tenant, $3 the task's id, $2 its position in the order when the
+/// read model does not know the task (its stored `queued_seq` wins: the request's position,
+/// or its latest retry's), $4 its paths and their ancestors, $5/$6 the lower/upper bounds of
+/// the subtrees below its paths. One round trip: the task's own position is looked up inside.
+pub const OVERLAP_SQL: &str = "WITH me AS (
+    SELECT COALESCE((SELECT queued_seq FROM tasks WHERE tenant = $1 AND task_id = $3), $2) AS q)
+SELECT EXISTS (
+    SELECT 1 FROM task_paths t, me
      WHERE t.open AND t.tenant = $1 AND t.path = ANY($4::text[])
-       AND t.queued_seq < $2 AND t.task_id <> $3
+       AND t.queued_seq < me.q AND t.task_id <> $3
     UNION ALL
-    SELECT 1 FROM task_paths t, unnest($5::text[], $6::text[]) AS r(lo, hi)
+    SELECT 1 FROM task_paths t, me, unnest($5::text[], $6::text[]) AS r(lo, hi)
      WHERE t.open AND t.tenant = $1 AND t.path >= r.lo AND t.path < r.hi
-       AND t.queued_seq < $2 AND t.task_id <> $3)";
+       AND t.queued_seq < me.q AND t.task_id <> $3)";
 
-/// Whether an earlier open task on an overlapping path exists right now.
+/// Whether an earlier open task on an overlapping path exists right now (`queued_seq`: the
+/// task's position when the read model does not hold it).
 ///
 /// Two index lookups on `task_paths_open` per path of the task, never a scan of the tenant's
 /// backlog: earlier open tasks on the path or one of its ancestors (equality on each of them),
@@ -60,21 +65,6 @@ pub async fn blocked_by_earlier(
         .await
 }
 
-/// The task's own position in the per-path order (its request or latest retry).
-async fn queued_seq(
-    pool: &PgPool,
-    tenant: &TenantId,
-    task_id: Uuid,
-) -> Result<Option<u64>, sqlx::Error> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT queued_seq FROM tasks WHERE tenant = $1 AND task_id = $2")
-            .bind(tenant.as_str())
-            .bind(task_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(seq.map(|s| s.max(0) as u64))
-}
-
 /// Whether the task may run now, without waiting for other tasks: waits at most
 /// `projection_wait` for the tenant's partition to pass `projected_through` (so every earlier
 /// task of the tenant is visible), then checks once that no earlier open task overlaps it. The worker releases a
@@ -94,8 +84,5 @@ pub async fn is_my_turn(
     if own_partition.await != Projected::Applied {
         return Ok(false);
     }
-    let own = queued_seq(pool, tenant, task_id)
-        .await?
-        .unwrap_or(projected_through);
-    Ok(!blocked_by_earlier(pool, tenant, task_id, own, spec).await?)
+    Ok(!blocked_by_earlier(pool, tenant, task_id, projected_through, spec).await?)
 }
