@@ -157,19 +157,19 @@ pub async fn advance_partition(
     partition: u32,
     seq: u64,
 ) -> Result<(), sqlx::Error> {
+    // One round trip: the update runs as a data-modifying CTE beside the notification.
     sqlx::query(
-        "UPDATE projection_partitions SET last_seq = GREATEST(last_seq, $2), updated_at = now()
-         WHERE partition = $1",
+        "WITH advanced AS (
+             UPDATE projection_partitions SET last_seq = GREATEST(last_seq, $2), updated_at = now()
+             WHERE partition = $1 RETURNING partition)
+         SELECT pg_notify($3, $4) FROM (SELECT count(*) FROM advanced) AS done",
     )
     .bind(partition as i32)
     .bind(seq as i64)
-    .execute(&mut *conn)
+    .bind(PROJECTED_CHANNEL)
+    .bind(format!("{partition}:{seq}"))
+    .execute(conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(PROJECTED_CHANNEL)
-        .bind(format!("{partition}:{seq}"))
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
