@@ -176,9 +176,19 @@ async fn overwrite_needs_write_on_the_replaced_file_and_delete_inside_a_replaced
     assert!(app.is_dir("acme", "/src/a").await);
 }
 
-#[tokio::test]
-async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
-    // No worker yet: the command is accepted and waits in the log.
+/// How bob's permission changes between the 202 and the worker.
+enum Withdrawal {
+    /// The rule that allowed the delete is revoked.
+    RevokeTheRule,
+    /// A deny is added on an entry inside the subtree.
+    DenyInside,
+}
+
+/// Bob's recursive delete of `/area` is accepted while no worker runs, then his permission
+/// changes as `how` says; when the worker runs it, the task fails `forbidden` and deletes
+/// nothing.
+async fn a_recursive_delete_rechecked_when_it_runs(how: Withdrawal) {
+    // No worker yet: the commands are accepted and wait in the log.
     let app = TestApp::spawn_with(&[Role::Api, Role::Projector], &[]).await;
     let admin = app.admin("acme");
     let bob = app.token("bob", "acme", &[]);
@@ -186,7 +196,7 @@ async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
     let mkdir = app
         .submit(
             &admin,
-            json!({"op": "mkdir", "path": "/area/x", "parents": true}),
+            json!({"op": "mkdir", "path": "/area/keep/x", "parents": true}),
         )
         .await;
     let delete = app
@@ -195,18 +205,25 @@ async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
             json!({"op": "delete", "path": "/area", "recursive": true}),
         )
         .await;
-    let (status, _) = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/v1/acl/rules/{rule}"),
-            Some(&admin),
-        )
-        .await
-        .send()
-        .await
-        .map(|r| (r.status(), ()))
-        .unwrap();
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    match how {
+        Withdrawal::RevokeTheRule => {
+            let status = app
+                .request(
+                    reqwest::Method::DELETE,
+                    &format!("/v1/acl/rules/{rule}"),
+                    Some(&admin),
+                )
+                .await
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::NO_CONTENT);
+        }
+        Withdrawal::DenyInside => {
+            grant(&app, &admin, "user:bob", "/area/keep", &["delete"], "deny").await;
+        }
+    }
 
     let worker = file_engine::start(&app.platform, &[Role::Worker])
         .await
@@ -216,8 +233,18 @@ async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
     let task = app.wait_task(&bob, &delete).await;
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "forbidden", "{task}");
-    assert!(app.is_dir("acme", "/area/x").await);
+    assert!(app.is_dir("acme", "/area/keep/x").await);
     worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_whose_permission_is_withdrawn_before_it_runs_fails_forbidden() {
+    a_recursive_delete_rechecked_when_it_runs(Withdrawal::RevokeTheRule).await;
+}
+
+#[tokio::test]
+async fn a_deny_added_inside_the_subtree_before_the_task_runs_fails_it_forbidden() {
+    a_recursive_delete_rechecked_when_it_runs(Withdrawal::DenyInside).await;
 }
 
 #[tokio::test]
