@@ -62,6 +62,23 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
+/// Sends SIGTERM to `child` and checks it exits successfully within the deadline.
+async fn terminates_within_the_deadline(child: &mut Child, what: &str) {
+    let sent = Instant::now();
+    sigterm(child);
+    let exited = tokio::time::timeout(Duration::from_secs(DEADLINE_S + 10), child.wait()).await;
+    let took = sent.elapsed();
+    let status = exited
+        .unwrap_or_else(|_| panic!("{what} still running {took:?} after SIGTERM"))
+        .expect("wait");
+    eprintln!("{what}: exited {status} {took:?} after SIGTERM");
+    assert!(status.success(), "{what} exited with {status}");
+    assert!(
+        took < Duration::from_secs(DEADLINE_S),
+        "{what} took {took:?}, deadline {DEADLINE_S} s"
+    );
+}
+
 #[tokio::test]
 async fn every_role_exits_within_the_deadline_after_sigterm_with_nats_gone() {
     let clamd = testkit::clamd::Clamd::start().await.expect("clamd");
@@ -79,19 +96,7 @@ async fn every_role_exits_within_the_deadline_after_sigterm_with_nats_gone() {
         let mut child = spawn_role(&app, role, &clamd.addr).await;
         app.stop_services().await;
         app.nats.stop().await;
-        let sent = Instant::now();
-        sigterm(&child);
-        let exited = tokio::time::timeout(Duration::from_secs(DEADLINE_S + 10), child.wait()).await;
-        let took = sent.elapsed();
-        let status = exited
-            .unwrap_or_else(|_| panic!("{role} still running {took:?} after SIGTERM"))
-            .expect("wait");
-        eprintln!("{role}: exited {status} {took:?} after SIGTERM with NATS gone");
-        assert!(status.success(), "{role} exited with {status}");
-        assert!(
-            took < Duration::from_secs(DEADLINE_S),
-            "{role} took {took:?}, deadline {DEADLINE_S} s"
-        );
+        terminates_within_the_deadline(&mut child, &format!("{role} with NATS gone")).await;
     }
 }
 
@@ -113,19 +118,7 @@ async fn a_scan_stuck_in_flight_is_released_and_the_scanner_exits_within_the_dea
         .unwrap();
     app.stop_services().await;
     app.nats.stop().await;
-    let sent = Instant::now();
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(DEADLINE_S + 10), child.wait())
-        .await
-        .expect("scanner still running long after SIGTERM")
-        .expect("wait");
-    let took = sent.elapsed();
-    eprintln!("scanner with a scan in flight: exited {status} {took:?} after SIGTERM");
-    assert!(status.success(), "{status}");
-    assert!(
-        took < Duration::from_secs(DEADLINE_S),
-        "took {took:?}, deadline {DEADLINE_S} s"
-    );
+    terminates_within_the_deadline(&mut child, "scanner with a scan in flight").await;
 }
 
 #[tokio::test]
@@ -158,19 +151,7 @@ async fn a_projector_with_a_parked_tenant_exits_within_the_deadline() {
         }
     })
     .await;
-    let sent = Instant::now();
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(DEADLINE_S + 10), child.wait())
-        .await
-        .expect("projector still running long after SIGTERM")
-        .expect("wait");
-    let took = sent.elapsed();
-    eprintln!("projector with a parked tenant: exited {status} {took:?} after SIGTERM");
-    assert!(status.success(), "{status}");
-    assert!(
-        took < Duration::from_secs(DEADLINE_S),
-        "took {took:?}, deadline {DEADLINE_S} s"
-    );
+    terminates_within_the_deadline(&mut child, "projector with a parked tenant").await;
     // The parking outlives the process: nothing was skipped on the way out.
     assert!(platform::projection::parked_tenant(&pool, "poisoned")
         .await
