@@ -385,4 +385,31 @@ async fn quotas_hold(backend: Backend) {
         usage(&app, &t).await,
         json!({"bytes": {"used": 55, "limit": 100}, "files": {"used": 1, "limit": 3}})
     );
+
+    // The file count is a limit of its own: with room for bytes, a fourth file is refused.
+    upload_ok(&app, &t, "/f1.txt", b"1").await;
+    upload_ok(&app, &t, "/f2.txt", b"2").await;
+    assert_eq!(usage(&app, &t).await["files"]["used"], 3);
+    let refused = app.upload(&t, "/f3.txt", b"3".to_vec(), &[]).await;
+    assert_eq!(
+        problem_code(refused).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
+    );
+    let copy_refused = app
+        .post_command(
+            &t,
+            &json!({"op": "copy", "from": "/f1.txt", "to": "/f3.txt"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        problem_code(copy_refused).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
+    );
+    // Replacing a file adds none: an overwrite at the limit is accepted.
+    upload_ok(&app, &t, "/f2.txt", b"22").await;
+    assert_eq!(
+        usage(&app, &t).await,
+        json!({"bytes": {"used": 58, "limit": 100}, "files": {"used": 3, "limit": 3}})
+    );
 }
