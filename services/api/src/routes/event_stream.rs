@@ -8,8 +8,9 @@
 //! the seam. Frames are `id: <seq>`, `event: <short type>`, `data: <CloudEvent JSON>` where
 //! `seq` is the event's own position in the tenant's history, so `Last-Event-ID: <seq>`
 //! resumes exactly after that event, even in the middle of a commit (the rest of the commit
-//! follows, events at or before `seq` are skipped). An id past the tenant's last event
-//! resumes at the live tail.
+//! follows, events at or before `seq` are skipped). An id past the tenant's last event (one
+//! this history never issued, e.g. seen before a restore from backup) resumes at the live
+//! tail and delivers every event from there on: it is taken as the tenant's last event.
 //!
 //! Before a commit is shown, the connection waits (bounded) until the projection has passed
 //! it: read models then already reflect what the event says (a `file.available` can be
@@ -77,7 +78,11 @@ pub async fn stream(
     Caller(caller): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let after = last_event_id(&headers)?;
+    let after = match last_event_id(&headers)? {
+        // An id this history never issued must not hide the events it will issue.
+        Some(seq) => Some(seq.min(tenant_head(&state.pool, &caller.tenant).await?.0)),
+        None => None,
+    };
     let slot = state
         .sse_slots
         .try_open(&caller)

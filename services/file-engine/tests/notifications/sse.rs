@@ -137,6 +137,18 @@ async fn reconnecting_with_last_event_id_resumes_without_gaps_or_duplicates() {
 }
 
 #[tokio::test]
+async fn an_id_past_the_last_event_resumes_at_the_live_tail_without_hiding_new_events() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("live");
+    app.run(&admin, mkdir("/before")).await;
+    // An id this tenant's history never issued (say, seen before a restore from backup).
+    let mut resumed = SseClient::connect(&app, &admin, Some("1000000")).await;
+    app.run(&admin, mkdir("/after1")).await;
+    app.run(&admin, mkdir("/after2")).await;
+    assert_eq!(resumed.subjects(2).await, ["/after1", "/after2"]);
+}
+
+#[tokio::test]
 async fn a_reconnect_resumes_in_the_middle_of_a_commit_and_every_door_shows_one_event() {
     let app = super::spawn(&[]).await;
     let admin = app.admin("mid");
