@@ -219,6 +219,22 @@ fn dead_lettering_keeps_the_attempt_count() {
         ])
         .when(TaskCommand::DeadLetter {
             error: failure("storage_error"),
+            failed_attempts: 2,
+        })
+        .then_expect_events(vec![TaskEvent::TaskDeadLettered {
+            error: failure("storage_error"),
+            attempts: 3,
+        }]);
+}
+
+#[test]
+fn a_dead_letter_counts_the_failed_attempts_of_work_that_never_started() {
+    // An upload's promotion fails without a TaskStarted: the worker's count is what counts.
+    Given::with(())
+        .given(vec![requested(mkdir_spec(), None)])
+        .when(TaskCommand::DeadLetter {
+            error: failure("storage_error"),
+            failed_attempts: 3,
         })
         .then_expect_events(vec![TaskEvent::TaskDeadLettered {
             error: failure("storage_error"),

@@ -167,9 +167,12 @@ impl Task {
             }]),
             TaskCommand::Succeed { created_parents } => self.succeed(created_parents),
             TaskCommand::Fail { error } => Ok(vec![TaskEvent::TaskFailed { error }]),
-            TaskCommand::DeadLetter { error } => Ok(vec![TaskEvent::TaskDeadLettered {
+            TaskCommand::DeadLetter {
                 error,
-                attempts: self.attempts,
+                failed_attempts,
+            } => Ok(vec![TaskEvent::TaskDeadLettered {
+                error,
+                attempts: self.attempts.max(failed_attempts),
             }]),
             TaskCommand::RecordScan { clean, signature } => self.record_scan(clean, signature),
             TaskCommand::Promote {

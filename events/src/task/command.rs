@@ -30,8 +30,13 @@ pub enum TaskCommand {
     Succeed { created_parents: Vec<FilePath> },
     /// The task cannot succeed (a storage precondition failed, malware, timeout).
     Fail { error: TaskFailure },
-    /// Deliveries are exhausted: park the task for an admin.
-    DeadLetter { error: TaskFailure },
+    /// Attempts are exhausted: park the task for an admin. `failed_attempts` is how many
+    /// attempts failed (counted by the worker: an upload's promotion fails without a
+    /// `TaskStarted`); the event records the larger of it and the attempts started.
+    DeadLetter {
+        error: TaskFailure,
+        failed_attempts: u32,
+    },
     /// An admin put a dead-lettered task back in the queue.
     Retry { by: String },
     /// The scanner's verdict on an upload.

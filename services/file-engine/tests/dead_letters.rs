@@ -25,6 +25,7 @@ async fn a_dead_lettered_task_is_listed_and_runs_again_when_retried() {
         TaskCommand::Start,
         TaskCommand::DeadLetter {
             error: TaskFailure::new("storage_error", "disk unavailable"),
+            failed_attempts: 1,
         },
     ] {
         app.platform

@@ -301,7 +301,10 @@ impl Worker {
             &self.deps,
             commit,
             None,
-            TaskCommand::DeadLetter { error: failure },
+            TaskCommand::DeadLetter {
+                error: failure,
+                failed_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            },
         )
         .await
         {

@@ -103,6 +103,7 @@ async fn every_public_event_type_reaches_exactly_the_principals_entitled_to_it()
         TaskCommand::Start,
         TaskCommand::DeadLetter {
             error: TaskFailure::new("storage_error", "storage unavailable"),
+            failed_attempts: 1,
         },
     ] {
         app.platform

@@ -74,6 +74,18 @@ pub async fn poison(_form: Form) {
     let task = rig.wait_task(&token, &id, deadline()).await;
     assert_eq!(task["status"], "dead_lettered", "{task}");
     assert_eq!(task["error"]["code"], "storage_error", "{task}");
+    assert_eq!(
+        task["attempts"].to_string(),
+        MAX_DELIVER,
+        "dead-lettered after exactly FE_WORKER_MAX_DELIVER failed attempts: {task}"
+    );
+    assert!(
+        !task["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("os error"),
+        "internal error text reached the client: {task}"
+    );
     let (status, listed) = rig.get_json(&token, "/v1/dead-letters").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
