@@ -382,3 +382,74 @@ fn a_file_command_task_refuses_upload_commands() {
         })
         .then_expect_error(TaskError::WrongKind);
 }
+
+#[test]
+fn entries_inside_a_recursive_command_get_their_own_events_and_are_counted() {
+    let from = FilePath::parse("/a").unwrap();
+    let to = FilePath::parse("/b").unwrap();
+    let spec = TaskSpec::Command(FileCommand::Copy {
+        from: from.clone(),
+        to: to.clone(),
+        overwrite: false,
+    });
+    let inner = FilePath::parse("/a/x/y").unwrap();
+    Given::with(())
+        .given(vec![
+            requested(spec.clone(), None),
+            TaskEvent::TaskStarted { attempt: 1 },
+        ])
+        .when(TaskCommand::ReportEntries {
+            entries: vec![inner.clone()],
+        })
+        .then_expect_events(vec![TaskEvent::EntryCopied {
+            from: inner.clone(),
+            to: FilePath::parse("/b/x/y").unwrap(),
+            overwrite: false,
+            within: Some(from.clone()),
+        }]);
+    // The root itself, or anything outside the tree, is refused.
+    for outside in ["/a", "/ab", "/c/x"] {
+        Given::with(())
+            .given(vec![
+                requested(spec.clone(), None),
+                TaskEvent::TaskStarted { attempt: 1 },
+            ])
+            .when(TaskCommand::ReportEntries {
+                entries: vec![FilePath::parse(outside).unwrap()],
+            })
+            .then_expect_error(TaskError::OutsideTheTree);
+    }
+    // Not before the task runs.
+    Given::with(())
+        .given(vec![requested(spec.clone(), None)])
+        .when(TaskCommand::ReportEntries {
+            entries: vec![inner.clone()],
+        })
+        .then_expect_error(TaskError::NotRunning);
+    // Reported entries are counted; a retry starts a new count.
+    let mut task = Task::default();
+    for event in [
+        requested(spec.clone(), None),
+        TaskEvent::TaskStarted { attempt: 1 },
+        TaskEvent::EntryCopied {
+            from: inner.clone(),
+            to: FilePath::parse("/b/x/y").unwrap(),
+            overwrite: false,
+            within: Some(from.clone()),
+        },
+        TaskEvent::EntryCopied {
+            from,
+            to,
+            overwrite: false,
+            within: None,
+        },
+    ] {
+        cqrs_es::Aggregate::apply(&mut task, event);
+    }
+    assert_eq!(
+        task.reported, 1,
+        "the root's own event is not an entry report"
+    );
+    cqrs_es::Aggregate::apply(&mut task, TaskEvent::TaskRetried { by: "admin".into() });
+    assert_eq!(task.reported, 0);
+}

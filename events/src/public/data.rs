@@ -13,6 +13,7 @@ use crate::acl::AclEvent;
 use crate::storage::StorageEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::{FileCommand, TaskEvent, TaskSpec, UploadSpec};
+use crate::FilePath;
 
 /// The path an event is about and its public data.
 pub(super) struct Shaped {
@@ -45,18 +46,30 @@ pub(super) fn task(task_id: Uuid, event: TaskEvent, task_path: Option<&str>) -> 
             from,
             to,
             overwrite,
+            within,
         }
         | TaskEvent::EntryCopied {
             from,
             to,
             overwrite,
+            within,
         } => shaped(
             from.as_str(),
-            json!({"task_id": task_id, "from": from, "to": to, "overwrite": overwrite}),
+            with_root(
+                json!({"task_id": task_id, "from": from, "to": to, "overwrite": overwrite}),
+                within,
+            ),
         ),
-        TaskEvent::EntryDeleted { path, recursive } => shaped(
+        TaskEvent::EntryDeleted {
+            path,
+            recursive,
+            within,
+        } => shaped(
             path.as_str(),
-            json!({"task_id": task_id, "path": path, "recursive": recursive}),
+            with_root(
+                json!({"task_id": task_id, "path": path, "recursive": recursive}),
+                within,
+            ),
         ),
         TaskEvent::FileUploaded { upload } => upload_shaped(task_id, &upload, json!({})),
         TaskEvent::FileScanned { clean, signature } => shaped(
@@ -216,4 +229,13 @@ fn merge(data: &mut Value, extra: Value) {
     if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
         data.extend(extra);
     }
+}
+
+/// `data.within`: the root of the recursive command an entry's event goes with (absent on the
+/// root's own event and on single-entry commands).
+fn with_root(mut data: Value, within: Option<FilePath>) -> Value {
+    if let (Some(root), Some(fields)) = (within, data.as_object_mut()) {
+        fields.insert("within".into(), json!(root));
+    }
+    data
 }

@@ -92,6 +92,7 @@ fn dir_created_and_deleted() {
         json!({"task_id": TASK, "path": "/a/b", "parents": true})
     );
     let ev = task(TaskEvent::EntryDeleted {
+        within: None,
         path: p("/a"),
         recursive: false,
     });
@@ -107,6 +108,7 @@ fn moves_and_copies_have_the_source_as_subject_and_data_to_as_target() {
     for (ev, short) in [
         (
             TaskEvent::EntryMoved {
+                within: None,
                 from: p("/a/x"),
                 to: p("/b/x"),
                 overwrite: false,
@@ -115,6 +117,7 @@ fn moves_and_copies_have_the_source_as_subject_and_data_to_as_target() {
         ),
         (
             TaskEvent::EntryCopied {
+                within: None,
                 from: p("/a/x"),
                 to: p("/b/x"),
                 overwrite: true,

@@ -57,6 +57,8 @@ pub enum TaskError {
     NotDeadLettered,
     #[error("the command does not apply to this kind of task")]
     WrongKind,
+    #[error("a reported entry is not inside the tree the task acts on")]
+    OutsideTheTree,
     #[error("the upload has not been found clean")]
     NotScannedClean,
 }
@@ -79,6 +81,10 @@ pub struct Task {
     pub requested_at: Option<DateTime<Utc>>,
     /// `Some(true)` once an upload was scanned clean, `Some(false)` when infected.
     pub scanned_clean: Option<bool>,
+    /// Entries inside the tree of a recursive command reported so far in this run (see
+    /// [`TaskCommand::ReportEntries`]).
+    #[serde(default)]
+    pub reported: usize,
 }
 
 impl Aggregate for Task {
@@ -102,6 +108,7 @@ impl Aggregate for Task {
 
     fn apply(&mut self, event: TaskEvent) {
         match event {
+            ref entry if entry.reports_an_entry() => self.reported += 1,
             TaskEvent::TaskRequested {
                 task_id,
                 tenant,
@@ -139,6 +146,8 @@ impl Aggregate for Task {
             TaskEvent::TaskRetried { .. } => {
                 self.error = None;
                 self.status = TaskStatus::Pending;
+                // A new run lists its tree afresh.
+                self.reported = 0;
             }
             TaskEvent::DirCreated { .. }
             | TaskEvent::EntryMoved { .. }
@@ -166,6 +175,7 @@ impl Task {
                 attempt: self.attempts + 1,
             }]),
             TaskCommand::Succeed { created_parents } => self.succeed(created_parents),
+            TaskCommand::ReportEntries { entries } => self.report_entries(entries),
             TaskCommand::Fail { error } => Ok(vec![TaskEvent::TaskFailed { error }]),
             TaskCommand::DeadLetter {
                 error,
@@ -225,6 +235,61 @@ impl Task {
         Ok(std::iter::once(requested).chain(upload).collect())
     }
 
+    /// One event per entry of `entries` (strictly inside the tree the command acts on, as
+    /// the catalogue lists it), each naming the root it goes with; the root's own event comes
+    /// with the success and is the one that changes the catalogue.
+    fn report_entries(&self, entries: Vec<FilePath>) -> Result<Vec<TaskEvent>, TaskError> {
+        if self.status != TaskStatus::Running {
+            return Err(TaskError::NotRunning);
+        }
+        let Some(TaskSpec::Command(command)) = &self.spec else {
+            return Err(TaskError::WrongKind);
+        };
+        let root = match command {
+            FileCommand::Move { from, .. } | FileCommand::Copy { from, .. } => from,
+            FileCommand::Delete { path, .. } => path,
+            FileCommand::Mkdir { .. } => return Err(TaskError::WrongKind),
+        };
+        entries
+            .into_iter()
+            .map(|entry| {
+                if entry == *root || !root.contains(&entry) {
+                    return Err(TaskError::OutsideTheTree);
+                }
+                let within = Some(root.clone());
+                Ok(match command {
+                    FileCommand::Move {
+                        from,
+                        to,
+                        overwrite,
+                    } => TaskEvent::EntryMoved {
+                        to: entry.rebase(from, to).ok_or(TaskError::OutsideTheTree)?,
+                        from: entry,
+                        overwrite: *overwrite,
+                        within,
+                    },
+                    FileCommand::Copy {
+                        from,
+                        to,
+                        overwrite,
+                    } => TaskEvent::EntryCopied {
+                        to: entry.rebase(from, to).ok_or(TaskError::OutsideTheTree)?,
+                        from: entry,
+                        overwrite: *overwrite,
+                        within,
+                    },
+                    FileCommand::Delete { .. } | FileCommand::Mkdir { .. } => {
+                        TaskEvent::EntryDeleted {
+                            path: entry,
+                            recursive: false,
+                            within,
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
     fn succeed(&self, created_parents: Vec<FilePath>) -> Result<Vec<TaskEvent>, TaskError> {
         if self.status != TaskStatus::Running {
             return Err(TaskError::NotRunning);
@@ -257,6 +322,7 @@ impl Task {
                 from: from.clone(),
                 to: to.clone(),
                 overwrite: *overwrite,
+                within: None,
             },
             Some(TaskSpec::Command(FileCommand::Copy {
                 from,
@@ -266,11 +332,13 @@ impl Task {
                 from: from.clone(),
                 to: to.clone(),
                 overwrite: *overwrite,
+                within: None,
             },
             Some(TaskSpec::Command(FileCommand::Delete { path, recursive })) => {
                 TaskEvent::EntryDeleted {
                     path: path.clone(),
                     recursive: *recursive,
+                    within: None,
                 }
             }
             Some(TaskSpec::Upload(_)) | None => return Err(TaskError::WrongKind),

@@ -28,6 +28,12 @@ pub enum TaskCommand {
     /// are the ancestors a `mkdir` with `parents: true` brought into existence (each gets its
     /// own `DirCreated`, top-down, before the directory itself); ignored for other commands.
     Succeed { created_parents: Vec<FilePath> },
+    /// Before the success of a recursive `move`, `copy` or `delete`: the entries strictly
+    /// inside its tree (source side), in the catalogue's path order, each to get its own
+    /// event (API.md: every entry that comes into existence or goes away has its own event).
+    /// Sent in chunks so no commit grows with the tree; the task counts what it reported
+    /// (`Task::reported`) so a redo continues after the last chunk.
+    ReportEntries { entries: Vec<FilePath> },
     /// The task cannot succeed (a storage precondition failed, malware, timeout).
     Fail { error: TaskFailure },
     /// Attempts are exhausted: park the task for an admin. `failed_attempts` is how many

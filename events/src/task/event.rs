@@ -75,15 +75,27 @@ pub enum TaskEvent {
         from: FilePath,
         to: FilePath,
         overwrite: bool,
+        /// Set on the event of an entry inside the tree of a recursive command: the root
+        /// whose own event changes the catalogue (this one only reports the entry).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within: Option<FilePath>,
     },
     EntryCopied {
         from: FilePath,
         to: FilePath,
         overwrite: bool,
+        /// Set on the event of an entry inside the tree of a recursive command: the root
+        /// whose own event changes the catalogue (this one only reports the entry).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within: Option<FilePath>,
     },
     EntryDeleted {
         path: FilePath,
         recursive: bool,
+        /// Set on the event of an entry inside the tree of a recursive command: the root
+        /// whose own event changes the catalogue (this one only reports the entry).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within: Option<FilePath>,
     },
     FileUploaded {
         upload: UploadSpec,
@@ -133,6 +145,24 @@ impl TaskEvent {
             Self::TaskDeadLettered { .. } => "task.dead_lettered",
             Self::TaskRetried { .. } => "task.retried",
         }
+    }
+
+    /// Whether this is the event of an entry inside the tree of a recursive command (`within`
+    /// set): it reports the entry, while the root's own event changes the catalogue.
+    pub fn reports_an_entry(&self) -> bool {
+        matches!(
+            self,
+            Self::EntryMoved {
+                within: Some(_),
+                ..
+            } | Self::EntryCopied {
+                within: Some(_),
+                ..
+            } | Self::EntryDeleted {
+                within: Some(_),
+                ..
+            }
+        )
     }
 
     /// Whether this event puts work in front of a worker (a new or retried task).

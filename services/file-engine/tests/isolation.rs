@@ -215,6 +215,7 @@ async fn an_unprojectable_commit_parks_only_its_tenant_until_resumed() {
             requested(poisoned, mv),
             TaskEvent::TaskStarted { attempt: 1 },
             TaskEvent::EntryMoved {
+                within: None,
                 from,
                 to,
                 overwrite: false,

@@ -230,3 +230,32 @@ pub async fn limits(
         None => default,
     })
 }
+
+/// The entries strictly inside the tree at `p` (upload placeholders excluded), in path order,
+/// after the first `skip` of them: what a recursive command reports entry by entry. The
+/// order is the catalogue's byte order ("C" collation), the same on every call while the
+/// worker's turn keeps the tree unchanged.
+pub async fn entries_inside(
+    pool: &PgPool,
+    t: &TenantId,
+    p: &FilePath,
+    skip: usize,
+) -> Result<Vec<FilePath>, sqlx::Error> {
+    let (lo, hi) = below(p);
+    let paths: Vec<String> = sqlx::query_scalar(
+        "SELECT path FROM entries
+         WHERE tenant = $1 AND path >= $2 AND path < $3 AND status <> 'scanning'
+         ORDER BY path OFFSET $4",
+    )
+    .bind(t.as_str())
+    .bind(lo)
+    .bind(hi)
+    .bind(i64::try_from(skip).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    // The catalogue holds only paths the domain accepted.
+    Ok(paths
+        .iter()
+        .filter_map(|p| FilePath::parse(p).ok())
+        .collect())
+}

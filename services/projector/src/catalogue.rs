@@ -36,6 +36,9 @@ pub async fn apply(
 ) -> Result<(), ProjectorError> {
     let tenant = commit.tenant.as_str();
     match event {
+        // An entry reported inside the tree of a recursive command: the root's own event
+        // changes the whole range.
+        entry if entry.reports_an_entry() => {}
         TaskEvent::DirCreated { path, parents } => {
             let dirs: Vec<FilePath> = if *parents {
                 path.ancestors_and_self().filter(|p| !p.is_root()).collect()

@@ -31,6 +31,7 @@ pub mod ordering;
 mod promote;
 mod run;
 mod tenant_slots;
+mod tree_report;
 
 pub use failures::MAX_ATTEMPTS;
 pub use run::{

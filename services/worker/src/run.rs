@@ -225,6 +225,7 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
+                crate::tree_report::report_entries(deps, commit, &mut loaded, &cmd).await?;
                 let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
                     .await
                     .map_err(|e| e.to_string())?;

@@ -90,8 +90,9 @@ async fn implicit_directories_have_their_own_events_and_paths_match_whole_segmen
         ],
         "/ab: itself, below it, and the move out of it; never /a"
     );
-    // A tree moved and then deleted as a whole: both events name only the tree's root, and
-    // with `ancestors=true` both belong to the history of every entry that was in it.
+    // A tree moved and then deleted as a whole: every entry in it has its own event, naming
+    // the root it went with, so the plain path filter shows the whole history of an entry deep
+    // inside the tree; the root's own event comes after its entries'.
     for body in [
         json!({"op": "mkdir", "path": "/t/u/v", "parents": true}),
         json!({"op": "move", "from": "/t", "to": "/t2"}),
@@ -100,31 +101,64 @@ async fn implicit_directories_have_their_own_events_and_paths_match_whole_segmen
         assert_eq!(app.run(&admin, body).await["status"], "succeeded");
     }
     wait_projected(&app).await;
+    let t = "type=dir.created,entry.moved,entry.deleted";
+    let plain = audit_all(&app, &auditor, &format!("{t}&path=/t2/u/v")).await;
+    assert_eq!(
+        subjects_of(&plain),
+        [
+            pair("entry.moved", "/t2/u/v"),
+            pair("entry.deleted", "/t2/u/v")
+        ],
+        "moved in with its tree, deleted with it: {plain:?}"
+    );
+    assert_eq!(plain[0]["subject"], "/t/u/v");
+    assert_eq!(plain[0]["data"]["within"], "/t");
+    assert_eq!(plain[1]["data"]["within"], "/t2");
+    assert_eq!(plain[1]["data"]["recursive"], false);
+    assert_eq!(
+        subjects_of(&audit_all(&app, &auditor, &format!("{t}&path=/t/u/v")).await),
+        [
+            pair("dir.created", "/t/u/v"),
+            pair("entry.moved", "/t2/u/v")
+        ],
+        "created, then moved away with its tree"
+    );
+    let roots = audit_all(&app, &auditor, &format!("{t}&path=/t2")).await;
+    let root_events: Vec<&Value> = roots
+        .iter()
+        .filter(|e| e["data"].get("within").is_none())
+        .collect();
+    assert_eq!(
+        root_events
+            .iter()
+            .map(|e| (e["type"].as_str().unwrap(), e["subject"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("io.file-engine.entry.moved.v1", "/t"),
+            ("io.file-engine.entry.deleted.v1", "/t2")
+        ],
+        "one root event per command, without `within`"
+    );
+    // `ancestors=true` adds the root events of the trees the entry was in.
     let tree = |q: &str| {
         let (app, auditor, q) = (&app, &auditor, q.to_owned());
-        async move {
-            let t = "type=dir.created,entry.moved,entry.deleted&ancestors=true";
-            subjects_of(&audit_all(app, auditor, &format!("{t}&{q}")).await)
-        }
+        async move { subjects_of(&audit_all(app, auditor, &format!("{t}&ancestors=true&{q}")).await) }
     };
     assert_eq!(
         tree("path=/t2/u/v").await,
-        [pair("entry.moved", "/t2"), pair("entry.deleted", "/t2")],
-        "moved in with its tree, deleted with it"
-    );
-    assert_eq!(
-        tree("path=/t/u/v").await,
-        [pair("dir.created", "/t/u/v"), pair("entry.moved", "/t2")],
-        "created, then moved away with its tree"
+        [
+            pair("entry.moved", "/t2/u"),
+            pair("entry.moved", "/t2/u/v"),
+            pair("entry.moved", "/t2"),
+            pair("entry.deleted", "/t2/u"),
+            pair("entry.deleted", "/t2/u/v"),
+            pair("entry.deleted", "/t2")
+        ]
     );
     assert!(
         tree("path=/t2u/v").await.is_empty(),
         "ancestors are whole segments: /t2 is no ancestor of /t2u/v"
     );
-    // Without the flag, the documented filter: the path and everything below it.
-    let t = "type=dir.created,entry.moved,entry.deleted";
-    let plain = audit_all(&app, &auditor, &format!("{t}&path=/t2/u/v")).await;
-    assert!(plain.is_empty(), "{plain:?}");
     let bad = app
         .request(
             reqwest::Method::GET,

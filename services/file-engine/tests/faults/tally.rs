@@ -154,9 +154,13 @@ impl TaskHistory {
             if types.contains(&"task.started") {
                 run.started = Some((commit.stream_seq, commit.time));
             }
-            let mut kinds: Vec<&str> = types
+            // An entry reported inside a recursive command's tree is not an effect of its
+            // own (the root's event is): chunks of them may span several commits.
+            let mut kinds: Vec<&str> = commit
+                .events
                 .iter()
-                .copied()
+                .filter(|e| !reports_an_entry(&e.payload))
+                .map(|e| e.event_type.as_str())
                 .filter(|t| EFFECT_FACTS.contains(t))
                 .collect();
             kinds.sort_unstable();
@@ -180,4 +184,13 @@ impl TaskHistory {
             .and_then(|r| r.first())
             .map(|r| r.queued_at)
     }
+}
+
+/// Whether a stored task event is an entry reported inside a recursive command's tree
+/// (`{"EntryDeleted": {..., "within": "/root"}}`).
+fn reports_an_entry(payload: &Value) -> bool {
+    payload
+        .as_object()
+        .and_then(|o| o.values().next())
+        .is_some_and(|fields| fields.get("within").is_some())
 }

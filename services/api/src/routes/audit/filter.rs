@@ -7,9 +7,9 @@
 //! byte after `/`), so no `LIKE` pattern is ever built from input; `/a` never matches `/ab`.
 //! With `ancestors=true` (an extension of API.md; default `false`, which keeps the documented
 //! "the path and everything below it") it also matches the tree operations on its ancestors
-//! (`entry.moved` / `entry.copied` from or to an ancestor, `entry.deleted` of one): a recursive
-//! command is one event naming the tree's root, and that event is part of the history of
-//! every entry that was below it — "when and by whom did this file go away" has an answer.
+//! (`entry.moved` / `entry.copied` from or to an ancestor, `entry.deleted` of one): every entry
+//! of a recursive command's tree has its own event already, and with the flag the root's
+//! event, the command itself, is part of the history of every entry that was below it.
 //! `from` is inclusive, `to` exclusive. The cursor is the opaque base64url of the last `seq`
 //! returned (the event's position in the tenant's history).
 
@@ -188,7 +188,7 @@ pub fn select<'a>(
             q.push(")");
         }
         // `ancestors=true`: tree operations on an ancestor moved, copied or deleted the path
-        // with its tree; they are part of its history although they name only the tree's root.
+        // with its tree; the root's events join the entry's own.
         let above: Vec<String> = path
             .ancestor_strs()
             .filter(|a| f.ancestors && *a != "/" && *a != p)

@@ -1,0 +1,51 @@
+//! Every entry inside the tree of a recursive `move`, `copy` or `delete` gets its own event
+//! (API.md: "every entry that comes into existence or goes away has its own event"), while the
+//! catalogue still changes the whole tree with the root's one event.
+//!
+//! The entries come from the catalogue (path order; the worker's turn keeps the tree
+//! unchanged until the task ends) and are appended to the task in chunks of
+//! [`REPORT_CHUNK`] (`TaskCommand::ReportEntries`), before the success, so no commit grows
+//! with the tree (NATS caps a message at 1 MiB by default). The task counts the entries it
+//! reported (`Task::reported`): a redelivery after a crash lists the tree again from there,
+//! so no entry is reported twice and none is missed. Entries replaced at the target of an
+//! overwriting move or copy are not reported one by one (the root's event names the target).
+
+use events::task::{FileCommand, Task, TaskCommand};
+use platform::event_log::{Loaded, LoggedCommit};
+
+use crate::run::{execute, WorkerDeps};
+
+/// Entries per commit (a few hundred bytes each).
+pub const REPORT_CHUNK: usize = 500;
+
+/// Reports the entries inside the tree `cmd` acts on that the task has not reported yet.
+pub async fn report_entries(
+    deps: &WorkerDeps,
+    commit: &LoggedCommit,
+    loaded: &mut Loaded<Task>,
+    cmd: &FileCommand,
+) -> Result<(), String> {
+    let root = match cmd {
+        FileCommand::Move { from, .. } | FileCommand::Copy { from, .. } => from,
+        FileCommand::Delete {
+            path,
+            recursive: true,
+        } => path,
+        FileCommand::Delete { .. } | FileCommand::Mkdir { .. } => return Ok(()),
+    };
+    let inside = platform::catalogue::entries_inside(
+        &deps.pool,
+        &commit.tenant,
+        root,
+        loaded.aggregate.reported,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for chunk in inside.chunks(REPORT_CHUNK) {
+        let report = TaskCommand::ReportEntries {
+            entries: chunk.to_vec(),
+        };
+        execute(deps, commit, Some(&mut *loaded), report).await?;
+    }
+    Ok(())
+}
