@@ -231,26 +231,39 @@ pub async fn limits(
     })
 }
 
-/// The entries strictly inside the tree at `p` (upload placeholders excluded), in path order,
-/// after the first `skip` of them: what a recursive command reports entry by entry. The
-/// order is the catalogue's byte order ("C" collation), the same on every call while the
-/// worker's turn keeps the tree unchanged.
+/// Which entries of a tree a recursive command takes along: what the projector's range
+/// operation on the catalogue takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakenAlong {
+    /// Everything but upload placeholders (`scanning`): a move or a delete.
+    AllButPlaceholders,
+    /// Only `available` entries (a copy leaves quarantined files and placeholders behind).
+    Available,
+}
+
+/// The entries strictly inside the tree at `p` that a recursive command takes along, in
+/// path order, after the first `skip` of them: what it reports entry by entry. The order is
+/// the catalogue's byte order ("C" collation), the same on every call while the worker's
+/// turn keeps the tree unchanged.
 pub async fn entries_inside(
     pool: &PgPool,
     t: &TenantId,
     p: &FilePath,
+    taken: TakenAlong,
     skip: usize,
 ) -> Result<Vec<FilePath>, sqlx::Error> {
     let (lo, hi) = below(p);
     let paths: Vec<String> = sqlx::query_scalar(
         "SELECT path FROM entries
          WHERE tenant = $1 AND path >= $2 AND path < $3 AND status <> 'scanning'
+           AND (NOT $5 OR status = 'available')
          ORDER BY path OFFSET $4",
     )
     .bind(t.as_str())
     .bind(lo)
     .bind(hi)
     .bind(i64::try_from(skip).unwrap_or(i64::MAX))
+    .bind(taken == TakenAlong::Available)
     .fetch_all(pool)
     .await?;
     // The catalogue holds only paths the domain accepted.

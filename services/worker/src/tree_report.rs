@@ -11,6 +11,7 @@
 //! overwriting move or copy are not reported one by one (the root's event names the target).
 
 use events::task::{FileCommand, Task, TaskCommand};
+use platform::catalogue::TakenAlong;
 use platform::event_log::{Loaded, LoggedCommit};
 
 use crate::run::{execute, WorkerDeps};
@@ -25,18 +26,20 @@ pub async fn report_entries(
     loaded: &mut Loaded<Task>,
     cmd: &FileCommand,
 ) -> Result<(), String> {
-    let root = match cmd {
-        FileCommand::Move { from, .. } | FileCommand::Copy { from, .. } => from,
+    let (root, taken) = match cmd {
+        FileCommand::Move { from, .. } => (from, TakenAlong::AllButPlaceholders),
+        FileCommand::Copy { from, .. } => (from, TakenAlong::Available),
         FileCommand::Delete {
             path,
             recursive: true,
-        } => path,
+        } => (path, TakenAlong::AllButPlaceholders),
         FileCommand::Delete { .. } | FileCommand::Mkdir { .. } => return Ok(()),
     };
     let inside = platform::catalogue::entries_inside(
         &deps.pool,
         &commit.tenant,
         root,
+        taken,
         loaded.aggregate.reported,
     )
     .await

@@ -310,3 +310,54 @@ async fn an_upload_gives_every_parent_it_created_its_own_event() {
     );
     assert_eq!(events[1]["logseq"], events[3]["logseq"], "one commit");
 }
+
+#[tokio::test]
+async fn a_tree_copy_reports_the_entries_it_copied_and_a_delete_those_that_went_away() {
+    let app = TestApp::spawn_with_scanner(&[]).await;
+    let admin = app.admin("acme");
+    let clean = app
+        .upload_and_wait(&admin, "/src/ok.txt", b"clean".to_vec())
+        .await;
+    assert_eq!(clean["status"], "succeeded", "{clean}");
+    let infected = app
+        .upload_and_wait(&admin, "/src/bad.txt", testkit::clamd::EICAR.to_vec())
+        .await;
+    assert_eq!(infected["status"], "failed", "{infected}");
+    for body in [
+        json!({"op": "copy", "from": "/src", "to": "/dst"}),
+        json!({"op": "delete", "path": "/src", "recursive": true}),
+    ] {
+        assert_eq!(app.run(&admin, body).await["status"], "succeeded");
+    }
+    wait_projected(&app).await;
+    let auditor = app.token("carol", "acme", &["auditor"]);
+    let events = audit_all(&app, &auditor, "type=entry.copied,entry.deleted").await;
+    let seen: Vec<(String, String, Value)> = events
+        .iter()
+        .map(|e| {
+            (
+                short(e).to_owned(),
+                e["subject"].as_str().unwrap().to_owned(),
+                e["data"]["within"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            // A copy leaves a quarantined file behind: only what it copied is reported.
+            ("entry.copied".into(), "/src/ok.txt".into(), json!("/src")),
+            ("entry.copied".into(), "/src".into(), Value::Null),
+            // A delete takes the quarantined file too.
+            ("entry.deleted".into(), "/src/bad.txt".into(), json!("/src")),
+            ("entry.deleted".into(), "/src/ok.txt".into(), json!("/src")),
+            ("entry.deleted".into(), "/src".into(), Value::Null),
+        ]
+    );
+    assert_eq!(events[0]["data"]["to"], "/dst/ok.txt");
+    assert!(app
+        .get_json(&admin, "/v1/stat/dst/ok.txt")
+        .await
+        .0
+        .is_success());
+}
