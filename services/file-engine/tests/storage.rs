@@ -301,6 +301,25 @@ async fn quotas_count_logical_size_and_refuse_what_would_pass_them_on_s3() {
     quotas_hold(Backend::S3).await;
 }
 
+/// An upload of `bytes` to `to` and a copy of `from` to `to` are both refused with 507
+/// `quota_exceeded` at request time.
+async fn upload_and_copy_refused(app: &TestApp, t: &str, bytes: Vec<u8>, from: &str, to: &str) {
+    let refused = app.upload(t, to, bytes, &[]).await;
+    assert_eq!(
+        problem_code(refused).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into()),
+        "upload to {to}"
+    );
+    let copy_refused = app
+        .post_command(t, &json!({"op": "copy", "from": from, "to": to}), None)
+        .await;
+    assert_eq!(
+        problem_code(copy_refused).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into()),
+        "copy {from} -> {to}"
+    );
+}
+
 async fn quotas_hold(backend: Backend) {
     let quota = [
         ("FE_TENANT_QUOTA_BYTES", "100"),
@@ -330,22 +349,7 @@ async fn quotas_hold(backend: Backend) {
         .fetch_one(&app.platform.pool)
         .await
         .unwrap();
-    let refused = app.upload(&t, "/c.txt", vec![b'c'; 21], &[]).await;
-    assert_eq!(
-        problem_code(refused).await,
-        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
-    );
-    let copy_refused = app
-        .post_command(
-            &t,
-            &json!({"op": "copy", "from": "/a.txt", "to": "/c.txt"}),
-            None,
-        )
-        .await;
-    assert_eq!(
-        problem_code(copy_refused).await,
-        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
-    );
+    upload_and_copy_refused(&app, &t, vec![b'c'; 21], "/a.txt", "/c.txt").await;
     let tasks_after: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE tenant = 'acme'")
         .fetch_one(&app.platform.pool)
         .await
@@ -390,22 +394,7 @@ async fn quotas_hold(backend: Backend) {
     upload_ok(&app, &t, "/f1.txt", b"1").await;
     upload_ok(&app, &t, "/f2.txt", b"2").await;
     assert_eq!(usage(&app, &t).await["files"]["used"], 3);
-    let refused = app.upload(&t, "/f3.txt", b"3".to_vec(), &[]).await;
-    assert_eq!(
-        problem_code(refused).await,
-        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
-    );
-    let copy_refused = app
-        .post_command(
-            &t,
-            &json!({"op": "copy", "from": "/f1.txt", "to": "/f3.txt"}),
-            None,
-        )
-        .await;
-    assert_eq!(
-        problem_code(copy_refused).await,
-        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
-    );
+    upload_and_copy_refused(&app, &t, b"3".to_vec(), "/f1.txt", "/f3.txt").await;
     // Replacing a file adds none: an overwrite at the limit is accepted.
     upload_ok(&app, &t, "/f2.txt", b"22").await;
     assert_eq!(

@@ -266,9 +266,10 @@ pub async fn entries_inside(
     .bind(taken == TakenAlong::Available)
     .fetch_all(pool)
     .await?;
-    // The catalogue holds only paths the domain accepted.
-    Ok(paths
+    // The catalogue holds only paths the domain accepted (its CHECKs); anything else is
+    // reported, never skipped.
+    paths
         .iter()
-        .filter_map(|p| FilePath::parse(p).ok())
-        .collect())
+        .map(|p| FilePath::parse(p).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect()
 }

@@ -157,12 +157,12 @@ pub async fn advance_partition(
     partition: u32,
     seq: u64,
 ) -> Result<(), sqlx::Error> {
-    // One round trip: the update runs as a data-modifying CTE beside the notification.
+    // One round trip: a data-modifying CTE runs exactly once whatever the main query reads.
     sqlx::query(
         "WITH advanced AS (
              UPDATE projection_partitions SET last_seq = GREATEST(last_seq, $2), updated_at = now()
-             WHERE partition = $1 RETURNING partition)
-         SELECT pg_notify($3, $4) FROM (SELECT count(*) FROM advanced) AS done",
+             WHERE partition = $1)
+         SELECT pg_notify($3, $4)",
     )
     .bind(partition as i32)
     .bind(seq as i64)

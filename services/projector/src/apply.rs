@@ -41,23 +41,25 @@ impl ProjectorError {
 /// Applies the events of one commit inside the caller's transaction (no checkpoint) and
 /// returns what it did to the audit index (see [`ChainHeads::advance`]).
 ///
-/// With [`Writes::Deferred`] the commit belongs to a batch whose task-table changes the caller
-/// writes set-based ahead of the batch ([`TaskChanges`]); with [`Writes::Immediate`] the
-/// commit's own task changes are written here.
+/// `events` are the commit's task events as [`task_events`] decoded them (the caller decodes
+/// each commit once). With [`Writes::Deferred`] the commit belongs to a batch whose task-table
+/// changes the caller writes set-based ahead of the batch ([`TaskChanges`]); with
+/// [`Writes::Immediate`] the commit's own task changes are written here.
 pub(crate) async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
+    events: &[TaskEvent],
     heads: &mut ChainHeads,
     writes: Writes,
 ) -> Result<Option<Advance>, ProjectorError> {
     // Every commit of every aggregate type is audited.
     let advance = crate::audit::apply_commit(tx, commit, heads, writes).await?;
-    if writes == Writes::Immediate && commit.aggregate_type == TASK {
+    if writes == Writes::Immediate && !events.is_empty() {
         let mut tasks = TaskChanges::default();
-        tasks.record(commit)?;
+        tasks.record(commit, events)?;
         tasks.flush(tx).await?;
     }
-    apply_read_models(tx, commit).await?;
+    apply_read_models(tx, commit, events).await?;
     Ok(advance)
 }
 
@@ -68,14 +70,15 @@ pub(crate) const TASK: &str = "task";
 async fn apply_read_models(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
+    events: &[TaskEvent],
 ) -> Result<(), ProjectorError> {
     match commit.aggregate_type.as_str() {
         "acl" => crate::acl::apply_commit(tx, commit).await,
         "subscription" => crate::subscriptions::apply_commit(tx, commit).await,
         "storage" => crate::quotas::apply_commit(tx, commit).await,
         TASK => {
-            for event in task_events(commit)? {
-                crate::catalogue::apply(tx, commit, &event).await?;
+            for event in events {
+                crate::catalogue::apply(tx, commit, event).await?;
             }
             Ok(())
         }
@@ -85,8 +88,11 @@ async fn apply_read_models(
     }
 }
 
-/// The events of a task commit, upcast and decoded.
+/// The events of a task commit, upcast and decoded (none for other aggregate types).
 pub(crate) fn task_events(commit: &LoggedCommit) -> Result<Vec<TaskEvent>, ProjectorError> {
+    if commit.aggregate_type != TASK {
+        return Ok(Vec::new());
+    }
     let corrupt = |reason: String| ProjectorError::Corrupt {
         seq: commit.stream_seq,
         reason,

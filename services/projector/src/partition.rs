@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use events::partition::partition_of_str;
+use events::task::TaskEvent;
 use futures::StreamExt;
 use platform::event_log::LoggedCommit;
 use platform::projection;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::apply::{apply_events, TASK};
+use crate::apply::{apply_events, task_events};
 use crate::audit::{ChainHeads, TaskContexts, Writes};
 use crate::tasks::TaskChanges;
 use crate::ProjectorError;
@@ -301,6 +302,8 @@ async fn apply_batch_as(
     let mut parked: HashMap<String, u64> =
         projection::parked_in_partition(&mut tx, partition, partitions).await?;
     let mut heads = ChainHeads::with_contexts(std::mem::take(contexts));
+    // Task events of the admitted commits, decoded once, by log position.
+    let mut decoded: HashMap<u64, Vec<TaskEvent>> = HashMap::new();
     if isolation == Isolation::Optimistic {
         // The task table of the whole batch, set-based, ahead of the rest (see `tasks`).
         let mut tasks = TaskChanges::default();
@@ -308,9 +311,9 @@ async fn apply_batch_as(
             if let (Entry::Commit(commit), Admission::Apply(_)) =
                 (entry, admit(entry, partition, partitions, &parked))
             {
-                if commit.aggregate_type == TASK {
-                    tasks.record(commit)?;
-                }
+                let events = task_events(commit)?;
+                tasks.record(commit, &events)?;
+                decoded.insert(commit.stream_seq, events);
             }
         }
         tasks.flush(&mut tx).await?;
@@ -338,7 +341,8 @@ async fn apply_batch_as(
         let result = match isolation {
             Isolation::Optimistic => match entry {
                 Entry::Commit(commit) => {
-                    apply_events(&mut tx, commit, &mut heads, Writes::Deferred)
+                    let events = decoded.remove(&commit.stream_seq).unwrap_or_default();
+                    apply_events(&mut tx, commit, &events, &mut heads, Writes::Deferred)
                         .await
                         .map(|advance| heads.advance(advance))
                 }
@@ -414,8 +418,9 @@ pub(crate) async fn apply_one(
             })
         }
     };
+    let events = task_events(commit)?;
     let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-    match apply_events(&mut savepoint, commit, heads, Writes::Immediate).await {
+    match apply_events(&mut savepoint, commit, &events, heads, Writes::Immediate).await {
         Ok(advance) => {
             savepoint.commit().await?;
             heads.advance(advance);

@@ -73,10 +73,14 @@ pub struct TaskChanges {
 }
 
 impl TaskChanges {
-    /// Records the task events of `commit` (a commit of the `task` aggregate).
-    pub fn record(&mut self, commit: &LoggedCommit) -> Result<(), ProjectorError> {
-        for event in crate::apply::task_events(commit)? {
-            self.record_event(commit, &event)?;
+    /// Records `events`, the decoded task events of `commit`.
+    pub fn record(
+        &mut self,
+        commit: &LoggedCommit,
+        events: &[TaskEvent],
+    ) -> Result<(), ProjectorError> {
+        for event in events {
+            self.record_event(commit, event)?;
         }
         Ok(())
     }

@@ -64,7 +64,7 @@ impl AuditEntry {
 
 /// Whether this commit belongs to a task (and so may need its paths from an earlier commit).
 pub fn task_id(commit: &LoggedCommit) -> Option<Uuid> {
-    if commit.aggregate_type != "task" {
+    if commit.aggregate_type != crate::apply::TASK {
         return None;
     }
     let (_, id) = commit.aggregate_id.split_once('.')?;
