@@ -453,3 +453,15 @@ fn entries_inside_a_recursive_command_get_their_own_events_and_are_counted() {
     cqrs_es::Aggregate::apply(&mut task, TaskEvent::TaskRetried { by: "admin".into() });
     assert_eq!(task.reported, 0);
 }
+
+#[test]
+fn a_new_command_queues_worker_work_a_new_upload_waits_for_its_scan() {
+    assert!(requested(mkdir_spec(), None).queues_work());
+    let upload = requested(TaskSpec::Upload(upload_spec()), None);
+    assert!(
+        !upload.queues_work(),
+        "the scanner's verdict, not the request, brings an upload to the worker"
+    );
+    assert!(TaskEvent::TaskRetried { by: "ops".into() }.queues_work());
+    assert!(!TaskEvent::TaskStarted { attempt: 1 }.queues_work());
+}

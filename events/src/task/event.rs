@@ -165,9 +165,15 @@ impl TaskEvent {
         )
     }
 
-    /// Whether this event puts work in front of a worker (a new or retried task).
+    /// Whether this event puts work in front of a worker: a new command task, or any retried
+    /// task. A new upload has nothing for the worker until the scanner's clean verdict
+    /// (`file.scanned`), which is what brings it to the worker.
     pub fn queues_work(&self) -> bool {
-        matches!(self, Self::TaskRequested { .. } | Self::TaskRetried { .. })
+        match self {
+            Self::TaskRequested { spec, .. } => !matches!(spec, TaskSpec::Upload(_)),
+            Self::TaskRetried { .. } => true,
+            _ => false,
+        }
     }
 }
 

@@ -35,5 +35,6 @@ mod tree_report;
 
 pub use failures::MAX_ATTEMPTS;
 pub use run::{
-    run, WorkerDeps, FAILURE_BACKOFF, MAX_RELEASE_DELAY, RELEASE_SPACING, TURN_WAIT, WAIT_BACKOFF,
+    run, WorkerDeps, FAILURE_BACKOFF, MAX_RELEASE_DELAY, RELEASE_SPACING, SLOT_WAIT, TURN_WAIT,
+    WAIT_BACKOFF,
 };

@@ -2,8 +2,11 @@
 //! commit asks for, take a tenant slot, take the task's turn, execute, record, settle.
 //!
 //! Fairness: nothing a tenant queues can hold what other tenants need.
-//! * A tenant at its cap (`FE_WORKER_TENANT_CONCURRENCY`) gets the delivery released at once
-//!   (`Nak` with a short, growing delay) — no IO, no slot held.
+//! * A delivery of a tenant at its cap (`FE_WORKER_TENANT_CONCURRENCY`) waits at most
+//!   [`SLOT_WAIT`] in a bounded line for its tenant's next slot (no IO meanwhile; at most twice
+//!   `FE_WORKER_CONCURRENCY` wait in all and half of them of one tenant, and the runtime has
+//!   room for effects, the line and quick decisions beside each other). Past the line or the wait it is
+//!   released (`Nak` with a short, growing delay).
 //! * A task whose turn has not come (an earlier overlapping task is still open) is released
 //!   the same way after one check; it never holds a slot while it waits, so waiting tasks can
 //!   never keep the task they wait for (or any other) from running. Release delays grow with
@@ -37,6 +40,8 @@ use crate::tenant_slots::TenantSlots;
 /// How long a delivery may wait for the projection to reach it before it is released (the
 /// turn itself is checked once, never waited for).
 pub const TURN_WAIT: Duration = Duration::from_secs(1);
+/// Longest a delivery waits in line for a slot of its tenant before it is released.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// Delays of deliveries released while waiting for a turn or a tenant slot.
 pub const WAIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// Per delivery a tenant has out released, its next release waits this much longer: a
@@ -79,14 +84,15 @@ pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
     spec.ack_wait = deps.ack_wait;
     let settings = ConsumerSettings {
         spec,
-        // Room for every effect plus the quick decisions (release, skip) beside them.
-        concurrency: deps.concurrency.max(1) * 2,
+        // Room for every effect, as many deliveries waiting in line for a tenant slot, and the
+        // quick decisions (release, skip) beside them.
+        concurrency: deps.concurrency.max(1) * 4,
         drain: deps.drain,
     };
     let worker = Worker {
         effects: Semaphore::new(deps.concurrency.max(1)),
-        tenants: TenantSlots::new(deps.tenant_concurrency),
-        running: TenantSlots::new(deps.tenant_concurrency),
+        tenants: TenantSlots::new(deps.tenant_concurrency, deps.concurrency.max(1) * 2),
+        running: TenantSlots::new(deps.tenant_concurrency, 0),
         deps,
     };
     let js = worker.deps.log.jetstream().clone();
@@ -152,7 +158,7 @@ impl Handler for Worker {
         if delivery.delivered > 1 {
             self.tenants.note_returned(&commit.tenant);
         }
-        let Some(_tenant_slot) = self.tenants.try_take(&commit.tenant) else {
+        let Some(_tenant_slot) = self.tenants.take_or_wait(&commit.tenant, SLOT_WAIT).await else {
             metrics::counter!("fe_worker_released_total", "reason" => "tenant_cap").increment(1);
             return self.release("tenant at its cap", delivery);
         };
