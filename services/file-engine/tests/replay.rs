@@ -21,7 +21,13 @@ async fn dump(pool: &PgPool) -> Vec<String> {
     .fetch_all(pool)
     .await
     .unwrap();
-    tasks.into_iter().chain(entries).collect()
+    let usage: Vec<String> = sqlx::query_scalar(
+        "SELECT row_to_json(u)::text FROM (SELECT * FROM tenant_usage ORDER BY tenant) u",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    tasks.into_iter().chain(entries).chain(usage).collect()
 }
 
 #[tokio::test]

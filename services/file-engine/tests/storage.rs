@@ -401,4 +401,26 @@ async fn quotas_hold(backend: Backend) {
         usage(&app, &t).await,
         json!({"bytes": {"used": 58, "limit": 100}, "files": {"used": 3, "limit": 3}})
     );
+
+    // Moving files into a new directory changes no usage; the kept usage row (triggers on
+    // the catalogue) stays the sum over the tenant's available files after all of the above.
+    let mkdir = app.run(&t, json!({"op": "mkdir", "path": "/d"})).await;
+    assert_eq!(mkdir["status"], "succeeded", "{mkdir}");
+    let mv = app
+        .run(
+            &t,
+            json!({"op": "move", "from": "/f1.txt", "to": "/d/f1.txt"}),
+        )
+        .await;
+    assert_eq!(mv["status"], "succeeded", "{mv}");
+    let pool = &app.platform.pool;
+    let acme = events::TenantId::parse("acme").unwrap();
+    let kept = platform::catalogue::tenant_usage(pool, &acme)
+        .await
+        .unwrap();
+    let summed = platform::catalogue::usage_of(pool, &acme, &events::FilePath::root())
+        .await
+        .unwrap();
+    assert_eq!(kept, summed);
+    assert_eq!((kept.bytes, kept.files), (58, 3));
 }

@@ -145,7 +145,7 @@ pub async fn replay_with_partitions(
         }
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("TRUNCATE tasks, task_paths, entries, file_versions, acl_rules, acl_versions, subscriptions, tenant_quotas, audit_events, audit_heads, audit_verification, projection_checkpoints")
+    sqlx::query("TRUNCATE tasks, task_paths, entries, tenant_usage, file_versions, acl_rules, acl_versions, subscriptions, tenant_quotas, audit_events, audit_heads, audit_verification, projection_checkpoints")
         .execute(&mut *tx)
         .await?;
     projection::reset_layout(&mut tx, partitions).await?;
