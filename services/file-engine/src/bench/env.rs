@@ -47,6 +47,25 @@ pub struct BenchApp {
     _clamd: Option<Clamd>,
 }
 
+/// Variables an operator may set to bench a tuning (`FE_WORKER_TENANT_CONCURRENCY=8 file-engine
+/// bench uploads`); addresses, credentials and limits stay the bench's own. A scenario's own
+/// setting (`extra`) still wins.
+const TUNING: &[&str] = &[
+    "FE_WORKER_CONCURRENCY",
+    "FE_WORKER_TENANT_CONCURRENCY",
+    "FE_SCANNER_CONCURRENCY",
+    "FE_PARTITIONS",
+];
+
+fn tuning_from_environment() -> impl Iterator<Item = (String, String)> {
+    TUNING.iter().filter_map(|k| {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| ((*k).to_owned(), v))
+    })
+}
+
 /// Starts scratch servers and the given roles; `scan` also starts a clamd.
 pub async fn spawn(
     sync: Sync,
@@ -90,6 +109,9 @@ pub async fn spawn(
     .collect();
     if let Some(c) = &clamd {
         env.insert("FE_CLAMD_ADDR".into(), c.addr.clone());
+    }
+    for (k, v) in tuning_from_environment() {
+        env.insert(k, v);
     }
     for (k, v) in extra {
         env.insert((*k).to_owned(), v.clone());
@@ -140,4 +162,16 @@ impl BenchApp {
     pub async fn stop(mut self) {
         self.stop_services().await;
     }
+}
+
+/// Gives the scratch database the planner statistics a live database has. Autovacuum
+/// analyses a table only after a minute or more, longer than a scenario runs, and until then
+/// statements prepared on the empty tables keep generic plans that cannot tell the unique
+/// `(tenant, path)` key from a prefix of it, so every lookup reads the tenant's rows — a
+/// measurement of a database's first minute, not of the platform.
+pub async fn analyze(db: &TestDb) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(&db.url).await?;
+    sqlx::query("ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    Ok(())
 }
