@@ -283,3 +283,48 @@ async fn listing_is_paginated_with_a_cursor() {
     let expected: Vec<String> = (0..7).map(|i| format!("/p/d{i}")).collect();
     assert_eq!(seen, expected);
 }
+
+/// The projection announces each task it makes terminal, after the commit that shows it, and
+/// a waiter for that task (what `?wait=` uses) is woken by it — not by a recheck.
+#[tokio::test]
+async fn the_projection_announces_each_settled_task_to_its_waiters() {
+    use events::task::{key_window, task_id_for_idempotency_key};
+    let app = TestApp::spawn().await;
+    let t = app.admin("acme");
+    let acme = events::TenantId::parse("acme").unwrap();
+    let key = events::IdempotencyKey::parse("announce-1").unwrap();
+    let window = key_window(chrono::Utc::now());
+    // The task id the key maps to (either side of a window boundary the test might cross).
+    let ids = [window, window + 1].map(|w| task_id_for_idempotency_key(&acme, "root", &key, w));
+    let watermark = platform::db::ProjectionWatermark::start(app.platform.pool.clone())
+        .await
+        .unwrap();
+    let watches = ids.map(|id| watermark.watch_task(&acme, id));
+    let [first, second] = &watches;
+    let (woken_first, woken_second) = (first.notified(), second.notified());
+    tokio::pin!(woken_first, woken_second);
+    woken_first.as_mut().enable();
+    woken_second.as_mut().enable();
+
+    let resp = app
+        .post_command(
+            &t,
+            &json!({"op": "mkdir", "path": "/announced"}),
+            Some("announce-1"),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let woken = async {
+        tokio::select! {
+            _ = &mut woken_first => ids[0],
+            _ = &mut woken_second => ids[1],
+        }
+    };
+    let id = tokio::time::timeout(std::time::Duration::from_secs(30), woken)
+        .await
+        .expect("no announcement of the settled task");
+    // Announced after the commit: the read model already shows the outcome.
+    let (status, task) = app.get_json(&t, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(task["status"], "succeeded", "{task}");
+}

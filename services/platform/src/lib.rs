@@ -16,6 +16,7 @@ pub mod nats_client;
 pub mod projection;
 pub mod public_events;
 pub mod retention;
+pub mod settled;
 pub mod storage;
 pub mod streams;
 pub mod telemetry;

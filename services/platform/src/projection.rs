@@ -23,6 +23,8 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 
+use crate::settled::{SettledTasks, SettledWatch, SETTLED_CHANNEL};
+
 /// `NOTIFY` channel of checkpoint progress; payload `<partition>:<seq>`.
 pub const PROJECTED_CHANNEL: &str = "fe_projected";
 /// `NOTIFY` channel of parking changes (park, progress of a resume, unpark); no payload.
@@ -457,16 +459,27 @@ async fn snapshot(pool: &PgPool) -> Result<Progress, sqlx::Error> {
 
 /// Follows the projection through LISTEN/NOTIFY, falling back to re-reading the state every
 /// second, so a lost notification or a reconnect can only delay, never stall, a waiter.
+/// It also relays the announcements of settled tasks ([`crate::settled`]).
 #[derive(Clone)]
 pub struct ProjectionWatermark {
     rx: watch::Receiver<Arc<Progress>>,
+    settled: SettledTasks,
 }
 
 impl ProjectionWatermark {
+    /// Reads the state and starts listening before it returns, so that no notification sent
+    /// after `start` is missed (a waiter registered then is woken by the first one).
     pub async fn start(pool: PgPool) -> Result<Self, sqlx::Error> {
+        let listener = listen(&pool).await?;
         let (tx, rx) = watch::channel(Arc::new(snapshot(&pool).await?));
-        tokio::spawn(follow(pool, tx));
-        Ok(Self { rx })
+        let settled = SettledTasks::default();
+        tokio::spawn(follow(pool, tx, settled.clone(), listener));
+        Ok(Self { rx, settled })
+    }
+
+    /// Registers a waiter for the announcement that `task_id` of `tenant` is terminal.
+    pub fn watch_task(&self, tenant: &TenantId, task_id: uuid::Uuid) -> SettledWatch {
+        self.settled.watch(tenant, task_id)
     }
 
     /// The checkpoint of `tenant`'s partition: every commit of the tenant up to it is applied
@@ -500,21 +513,34 @@ impl ProjectionWatermark {
     }
 }
 
-async fn follow(pool: PgPool, tx: watch::Sender<Arc<Progress>>) {
+/// A listener on every channel the watermark follows.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([PROJECTED_CHANNEL, PARKED_CHANNEL, SETTLED_CHANNEL])
+        .await?;
+    Ok(listener)
+}
+
+/// Follows the notifications with `first` (listening since before [`ProjectionWatermark::start`]
+/// returned), then with a new listener after every loss of the connection.
+async fn follow(
+    pool: PgPool,
+    tx: watch::Sender<Arc<Progress>>,
+    settled: SettledTasks,
+    first: PgListener,
+) {
+    let mut next = Some(first);
     loop {
         if tx.is_closed() {
             return;
         }
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => {
-                if listener
-                    .listen_all([PROJECTED_CHANNEL, PARKED_CHANNEL])
-                    .await
-                    .is_ok()
-                {
-                    listen_loop(&pool, &mut listener, &tx).await;
-                }
-            }
+        let listener = match next.take() {
+            Some(listener) => Ok(listener),
+            None => listen(&pool).await,
+        };
+        match listener {
+            Ok(mut listener) => listen_loop(&pool, &mut listener, &tx, &settled).await,
             Err(e) => tracing::warn!(error = %e, "projection watermark: listen failed"),
         }
         if tx.is_closed() {
@@ -530,7 +556,12 @@ async fn reload(pool: &PgPool, tx: &watch::Sender<Arc<Progress>>) {
     }
 }
 
-async fn listen_loop(pool: &PgPool, listener: &mut PgListener, tx: &watch::Sender<Arc<Progress>>) {
+async fn listen_loop(
+    pool: &PgPool,
+    listener: &mut PgListener,
+    tx: &watch::Sender<Arc<Progress>>,
+    settled: &SettledTasks,
+) {
     // Notifications sent before LISTEN took effect are covered by this first read.
     reload(pool, tx).await;
     loop {
@@ -548,6 +579,7 @@ async fn listen_loop(pool: &PgPool, listener: &mut PgListener, tx: &watch::Sende
                     _ => reload(pool, tx).await,
                 }
             }
+            Ok(Ok(Some(n))) if n.channel() == SETTLED_CHANNEL => settled.announce(n.payload()),
             Ok(Ok(Some(_))) => reload(pool, tx).await,
             Ok(Ok(None)) | Ok(Err(_)) => return,
             Err(_) => {

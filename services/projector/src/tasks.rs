@@ -184,6 +184,12 @@ impl TaskChanges {
         if !changes.is_empty() {
             update_tasks(tx, &changes).await?;
             update_task_paths(tx, &changes).await?;
+            let settled: Vec<(&str, Uuid)> = changes
+                .iter()
+                .filter(|(_, c)| c.status.is_some_and(TaskStatus::is_terminal))
+                .map(|((tenant, id), _)| (tenant.as_str(), *id))
+                .collect();
+            platform::settled::notify_settled(tx, &settled).await?;
         }
         Ok(())
     }

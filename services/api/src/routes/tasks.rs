@@ -1,6 +1,7 @@
-//! `GET /v1/tasks/{id}[?wait=]`: the task-status read model, with a long poll that wakes on
-//! projector progress. A task is visible to its principal and its tenant's admins only;
-//! anything else is 404, so task ids of other principals and tenants reveal nothing.
+//! `GET /v1/tasks/{id}[?wait=]`: the task-status read model, with a long poll that wakes when
+//! the projection announces this task's outcome ([`platform::settled`]). A task is visible to
+//! its principal and its tenant's admins only; anything else is 404, so task ids of other
+//! principals and tenants reveal nothing.
 
 use std::time::{Duration, Instant};
 
@@ -107,10 +108,14 @@ pub async fn get_task(
     let not_found = || ApiError::NotFound("no such task".into());
     let task_id = Uuid::parse_str(&raw_id).map_err(|_| not_found())?;
     let deadline = Instant::now() + wait;
+    // Registered before the first look, so an outcome projected in between still wakes us.
+    let settled = state.watermark.watch_task(&caller.tenant, task_id);
     loop {
+        let woken = settled.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         // A parked tenant's task rows stand still: say so rather than answer stale.
         crate::waits::refuse_if_parked(&state, &caller.tenant)?;
-        let seen = state.watermark.tenant_checkpoint(&caller.tenant);
         let view = match load_row(&state, &caller, task_id).await? {
             Some(view) => view,
             None => from_log(&state, &caller, task_id)
@@ -128,11 +133,9 @@ pub async fn get_task(
         if terminal || left.is_zero() {
             return Ok(Json(view));
         }
-        // Woken by the next commit of the tenant's own partition (an outcome, perhaps).
-        state
-            .watermark
-            .wait_for_tenant(&caller.tenant, seen + 1, left)
-            .await;
+        // Woken by the projection of this task's outcome; a lost announcement (or a parking
+        // meanwhile) is noticed at the next look.
+        let _ = tokio::time::timeout(left.min(platform::settled::RECHECK), woken).await;
     }
 }
 

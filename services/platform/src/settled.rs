@@ -1,0 +1,153 @@
+//! Wake-ups per task: the projector announces every task its batch made terminal
+//! (`NOTIFY fe_task_settled, '<tenant>:<task id>'`, delivered when the batch commits, so the
+//! read models already show the outcome), and a long poll on one task (`GET
+//! /v1/tasks/{id}?wait=`) waits for its own task's announcement instead of waking, and reading
+//! its row again, at every step of its tenant's partition.
+//!
+//! A notification can be lost (the listener reconnects); a waiter therefore also looks again
+//! after [`RECHECK`], so a lost one only delays an answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use events::TenantId;
+use sqlx::{Postgres, Transaction};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// `NOTIFY` channel of tasks made terminal; payload `<tenant>:<task id>`.
+pub const SETTLED_CHANNEL: &str = "fe_task_settled";
+/// Longest a waiter relies on notifications alone before it looks again.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+fn key(tenant: &str, task_id: Uuid) -> String {
+    format!("{tenant}:{task_id}")
+}
+
+/// Announces, inside the projection transaction, the tasks it makes terminal.
+pub async fn notify_settled(
+    tx: &mut Transaction<'_, Postgres>,
+    settled: &[(&str, Uuid)],
+) -> Result<(), sqlx::Error> {
+    if settled.is_empty() {
+        return Ok(());
+    }
+    let payloads: Vec<String> = settled.iter().map(|(t, id)| key(t, *id)).collect();
+    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+        .bind(SETTLED_CHANNEL)
+        .bind(payloads)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The tasks someone waits for in this process, each with the [`Notify`] its waiters share.
+#[derive(Clone, Debug, Default)]
+pub struct SettledTasks {
+    waiting: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+/// One waiter's registration; leaves the registry with its last waiter.
+pub struct SettledWatch {
+    key: String,
+    notify: Arc<Notify>,
+    registry: SettledTasks,
+}
+
+impl SettledTasks {
+    /// Registers a waiter for the task. Enable a `notified()` future of the watch before
+    /// reading the task's state, so an announcement in between is not missed.
+    pub fn watch(&self, tenant: &TenantId, task_id: Uuid) -> SettledWatch {
+        let key = key(tenant.as_str(), task_id);
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let notify = waiting.entry(key.clone()).or_default().clone();
+        SettledWatch {
+            key,
+            notify,
+            registry: self.clone(),
+        }
+    }
+
+    /// Wakes the waiters of the task a notification names (nobody, mostly).
+    pub fn announce(&self, payload: &str) {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = waiting.get(payload) {
+            notify.notify_waiters();
+        }
+    }
+
+    #[cfg(test)]
+    fn waiters(&self) -> usize {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl SettledWatch {
+    /// Resolves when the task is announced; create and enable it before looking at the task.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for SettledWatch {
+    fn drop(&mut self) {
+        let mut waiting = self
+            .registry
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The registry's reference and this one: no other waiter shares the entry.
+        if Arc::strong_count(&self.notify) <= 2 {
+            waiting.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_announcement_wakes_the_waiters_of_its_task_only() {
+        let tasks = SettledTasks::default();
+        let acme = TenantId::parse("acme").unwrap();
+        let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let watch = tasks.watch(&acme, mine);
+        let second = tasks.watch(&acme, mine);
+        let unrelated = tasks.watch(&acme, other);
+        {
+            let woken = watch.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let not_woken = unrelated.notified();
+            tokio::pin!(not_woken);
+            not_woken.as_mut().enable();
+            tasks.announce(&format!("acme:{mine}"));
+            tasks.announce("globex:whatever");
+            tokio::time::timeout(Duration::from_secs(5), woken)
+                .await
+                .expect("the announced task's waiter was not woken");
+            assert!(
+                futures::poll!(not_woken).is_pending(),
+                "another task's waiter was woken"
+            );
+        }
+        drop(watch);
+        assert_eq!(
+            tasks.waiters(),
+            2,
+            "a shared entry stays while a waiter is left"
+        );
+        drop(second);
+        drop(unrelated);
+        assert_eq!(
+            tasks.waiters(),
+            0,
+            "the registry keeps no entry without waiters"
+        );
+    }
+}
