@@ -14,49 +14,45 @@ SELECT tenant, COALESCE(sum(size), 0), count(*)
   FROM entries WHERE kind = 'file' AND status = 'available'
  GROUP BY tenant;
 
--- Each trigger adds the net change of one statement's rows per tenant (transition tables
--- `added` / `removed`); statements that change no usage (moves, directories, files that are
--- not available) write nothing. Transition tables are visible only to the trigger function's
--- own statements, hence one function per event.
-CREATE FUNCTION tenant_usage_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Adds the net change of one statement per tenant (rows of `delta`: tenant, bytes, files);
+-- a statement that changes no usage (a move, directories, files that are not available)
+-- writes nothing.
+CREATE FUNCTION tenant_usage_add(tenants TEXT[], bytes BIGINT[], files BIGINT[])
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    -- PL/pgSQL keeps the statement's plan for the session (an SQL function would plan it at
+    -- every call).
     INSERT INTO tenant_usage AS u (tenant, bytes, files)
-    SELECT tenant, sum(bytes), sum(files) FROM (
-        SELECT tenant, COALESCE(size, 0) AS bytes, 1 AS files FROM added
-         WHERE kind = 'file' AND status = 'available'
-    ) d
-     GROUP BY tenant HAVING sum(bytes) <> 0 OR sum(files) <> 0
+    SELECT t, sum(b), sum(f) FROM unnest(tenants, bytes, files) AS d(t, b, f)
+     GROUP BY t HAVING sum(b) <> 0 OR sum(f) <> 0
     ON CONFLICT (tenant) DO UPDATE
        SET bytes = u.bytes + EXCLUDED.bytes, files = u.files + EXCLUDED.files;
+END $$;
+
+-- The transition tables (`added`, `removed`) are visible only to the trigger function's own
+-- statements, hence one small function per event handing the rows on.
+CREATE FUNCTION tenant_usage_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tenant_usage_add(array_agg(tenant), array_agg(COALESCE(size, 0)), array_agg(1::BIGINT))
+       FROM added WHERE kind = 'file' AND status = 'available';
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION tenant_usage_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO tenant_usage AS u (tenant, bytes, files)
-    SELECT tenant, sum(bytes), sum(files) FROM (
-        SELECT tenant, -COALESCE(size, 0) AS bytes, -1 AS files FROM removed
-         WHERE kind = 'file' AND status = 'available'
-    ) d
-     GROUP BY tenant HAVING sum(bytes) <> 0 OR sum(files) <> 0
-    ON CONFLICT (tenant) DO UPDATE
-       SET bytes = u.bytes + EXCLUDED.bytes, files = u.files + EXCLUDED.files;
+    PERFORM tenant_usage_add(array_agg(tenant), array_agg(-COALESCE(size, 0)), array_agg(-1::BIGINT))
+       FROM removed WHERE kind = 'file' AND status = 'available';
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION tenant_usage_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO tenant_usage AS u (tenant, bytes, files)
-    SELECT tenant, sum(bytes), sum(files) FROM (
-        SELECT tenant, COALESCE(size, 0) AS bytes, 1 AS files FROM added
-         WHERE kind = 'file' AND status = 'available'
-        UNION ALL
-        SELECT tenant, -COALESCE(size, 0) AS bytes, -1 AS files FROM removed
-         WHERE kind = 'file' AND status = 'available'
-    ) d
-     GROUP BY tenant HAVING sum(bytes) <> 0 OR sum(files) <> 0
-    ON CONFLICT (tenant) DO UPDATE
-       SET bytes = u.bytes + EXCLUDED.bytes, files = u.files + EXCLUDED.files;
+    PERFORM tenant_usage_add(array_agg(tenant), array_agg(bytes), array_agg(files))
+       FROM (SELECT tenant, COALESCE(size, 0) AS bytes, 1::BIGINT AS files FROM added
+              WHERE kind = 'file' AND status = 'available'
+             UNION ALL
+             SELECT tenant, -COALESCE(size, 0), -1 FROM removed
+              WHERE kind = 'file' AND status = 'available') d;
     RETURN NULL;
 END $$;
 
