@@ -169,9 +169,7 @@ impl BenchApp {
 /// statements prepared on the empty tables keep generic plans that cannot tell the unique
 /// `(tenant, path)` key from a prefix of it, so every lookup reads the tenant's rows — a
 /// measurement of a database's first minute, not of the platform.
-pub async fn analyze(db: &TestDb) -> anyhow::Result<()> {
-    let pool = sqlx::PgPool::connect(&db.url).await?;
-    sqlx::query("ANALYZE").execute(&pool).await?;
-    pool.close().await;
+pub async fn analyze(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    sqlx::query("ANALYZE").execute(pool).await?;
     Ok(())
 }

@@ -30,33 +30,36 @@ fn file(seed: u64) -> Vec<u8> {
     buf
 }
 
-/// Client `i` uploads file `first + i` and waits until it is available.
-fn uploader(
-    app: &env::BenchApp,
-    token: &str,
-    first: usize,
-) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>
-       + Send
-       + std::marker::Sync
-       + 'static {
-    let (http, base, token) = (app.http.clone(), app.base.clone(), token.to_owned());
-    move |i| {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
-        let i = first + i;
-        Box::pin(async move {
-            let resp = http
-                .put(format!("{base}/v1/files/bench/u{i}.pdf"))
-                .bearer_auth(&token)
-                .body(file(i as u64))
-                .send()
-                .await?;
-            let status = resp.status();
-            anyhow::ensure!(status.as_u16() == 202, "upload answered {status}");
-            let task = task_id_of(resp).await.context("upload task")?;
-            let end = wait_terminal(&http, &base, &token, task, Duration::from_secs(120)).await?;
-            anyhow::ensure!(end == "succeeded", "upload task {task} ended {end}");
-            Ok(())
-        })
+/// One client: uploads a file and waits until it is available.
+#[derive(Clone)]
+struct Uploader {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Uploader {
+    async fn upload(self, i: usize) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .put(format!("{}/v1/files/bench/u{i}.pdf", self.base))
+            .bearer_auth(&self.token)
+            .body(file(i as u64))
+            .send()
+            .await?;
+        let status = resp.status();
+        anyhow::ensure!(status.as_u16() == 202, "upload answered {status}");
+        let task = task_id_of(resp).await.context("upload task")?;
+        let end = wait_terminal(
+            &self.http,
+            &self.base,
+            &self.token,
+            task,
+            Duration::from_secs(120),
+        )
+        .await?;
+        anyhow::ensure!(end == "succeeded", "upload task {task} ended {end}");
+        Ok(())
     }
 }
 
@@ -85,18 +88,27 @@ pub async fn run(report: &mut Report, opts: &Options) -> anyhow::Result<()> {
     })
     .await;
 
-    let token = app.token("bench", "uploads", &["admin"]);
+    let uploader = Uploader {
+        http: app.http.clone(),
+        base: app.base.clone(),
+        token: app.token("bench", "uploads", &["admin"]),
+    };
     // A tenant that already holds files, with planner statistics as autovacuum keeps them on
     // a live database: without them, statements prepared while the tables were empty keep
     // a plan that scans the tenant's rows (see `env::analyze`).
-    let warm_up = closed_loop(CLIENTS, Stop::Count(n / 4), uploader(&app, &token, n)).await;
+    let warming = uploader.clone();
+    let warm_up = closed_loop(CLIENTS, Stop::Count(n / 4), move |i| {
+        warming.clone().upload(n + i)
+    })
+    .await;
     anyhow::ensure!(
         warm_up.errors == 0,
         "warm-up uploads failed: {}",
         warm_up.error_note()
     );
-    env::analyze(&app.db).await?;
-    let mut uploads = closed_loop(CLIENTS, Stop::Count(n), uploader(&app, &token, 0)).await;
+    env::analyze(&app.platform.pool).await?;
+    let mut uploads =
+        closed_loop(CLIENTS, Stop::Count(n), move |i| uploader.clone().upload(i)).await;
     report.add(
         FigureBuilder::new("uploads", "small files accepted → available/s", "/s")
             .measured(uploads.rate(), Latency::of(&mut uploads.latencies))
