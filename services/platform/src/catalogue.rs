@@ -252,29 +252,45 @@ pub enum TakenAlong {
     Available,
 }
 
-/// The entries strictly inside the tree at `p` that a recursive command takes along, in
-/// path order, after the first `skip` of them: what it reports entry by entry. The order is
-/// the catalogue's byte order ("C" collation), the same on every call while the worker's
-/// turn keeps the tree unchanged.
+/// Where a page of [`entries_inside`] starts.
+#[derive(Clone, Copy, Debug)]
+pub enum PageStart<'a> {
+    /// After the first `n` entries of the tree (what a task reported before a redo).
+    Skipping(usize),
+    /// After this entry (the last of the previous page): an index seek, however far in.
+    After(&'a FilePath),
+}
+
+/// At most `limit` entries strictly inside the tree at `p` that a recursive command takes
+/// along, in path order, from `start`: what it reports entry by entry. The order is the
+/// catalogue's byte order ("C" collation), the same on every call while the worker's turn
+/// keeps the tree unchanged.
 pub async fn entries_inside(
     pool: &PgPool,
     t: &TenantId,
     p: &FilePath,
     taken: TakenAlong,
-    skip: usize,
+    start: PageStart<'_>,
+    limit: usize,
 ) -> Result<Vec<FilePath>, sqlx::Error> {
     let (lo, hi) = below(p);
+    let (skip, after) = match start {
+        PageStart::Skipping(n) => (n, None),
+        PageStart::After(entry) => (0, Some(entry.as_str())),
+    };
     let paths: Vec<String> = sqlx::query_scalar(
         "SELECT path FROM entries
          WHERE tenant = $1 AND path >= $2 AND path < $3 AND status <> 'scanning'
-           AND (NOT $5 OR status = 'available')
-         ORDER BY path OFFSET $4",
+           AND (NOT $5 OR status = 'available') AND ($6::text IS NULL OR path > $6)
+         ORDER BY path OFFSET $4 LIMIT $7",
     )
     .bind(t.as_str())
     .bind(lo)
     .bind(hi)
     .bind(i64::try_from(skip).unwrap_or(i64::MAX))
     .bind(taken == TakenAlong::Available)
+    .bind(after)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await?;
     // The catalogue holds only paths the domain accepted (its CHECKs); anything else is
