@@ -116,6 +116,23 @@ async fn tree_moves_and_copies_touch_no_blob(backend: Backend) {
     assert_eq!(files_below(&app, "acme", "/big").await, 0);
     assert_eq!(files_below(&app, "acme", "/moved").await, 10_000);
     assert_eq!(files_below(&app, "acme", "/copied").await, 10_000);
+    // Every entry inside the moved tree has exactly one event of its own, across the many
+    // pages and commits the worker reports them in.
+    let inside: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM entries WHERE tenant = 'acme' AND path >= '/moved/' AND path < '/moved0'",
+    )
+    .fetch_one(&app.platform.pool)
+    .await
+    .unwrap();
+    let (reported, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT path) FROM audit_events
+          WHERE tenant = 'acme' AND type = 'entry.moved' AND task_id = $1::uuid AND path <> '/big'",
+    )
+    .bind(mv["task_id"].as_str().unwrap())
+    .fetch_one(&app.platform.pool)
+    .await
+    .unwrap();
+    assert_eq!((reported, distinct), (inside, inside));
     assert!(
         both_in < Duration::from_secs(60),
         "moving and copying 10,000 files took {both_in:?}"
