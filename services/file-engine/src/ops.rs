@@ -206,6 +206,10 @@ pub fn register_metrics(roles: &[Role]) {
             metrics::gauge!("fe_projection_parked_tenants").increment(0.0);
             metrics::gauge!("fe_projector_partitions_owned").increment(0.0);
         }
+        if *role == Role::Worker {
+            // Sampled from the table within seconds of the start.
+            metrics::gauge!("fe_worker_deferred_tasks").increment(0.0);
+        }
         for name in counters {
             metrics::counter!(*name).increment(0);
         }

@@ -1,6 +1,7 @@
 //! Fair workers: one tenant's backlog of tasks waiting for their turn never keeps the workers
-//! from another tenant's work, and the waiting tasks are neither lost nor dead-lettered for
-//! having waited: they run once their turn comes.
+//! from another tenant's work, nor holds deliveries in JetStream (it is set aside in
+//! PostgreSQL, each task with the task it waits for), and the waiting tasks are neither lost
+//! nor dead-lettered for having waited: they run once their turn comes.
 
 mod support;
 
@@ -67,6 +68,38 @@ async fn a_tenant_full_of_waiting_tasks_does_not_delay_another_tenant() {
     )
     .await;
 
+    // Every waiting task is set aside, waiting for the upload, and its delivery acknowledged:
+    // JetStream holds none of them (the old worker kept each one "ack pending").
+    support::eventually(
+        "the waiting tasks to be set aside",
+        Duration::from_secs(120),
+        || async {
+            let aside: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM worker_deferred
+                  WHERE tenant = 'hog' AND blocked_by = $1::uuid",
+            )
+            .bind(&upload_task)
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0);
+            aside == WAITING as i64
+        },
+    )
+    .await;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = app
+        .platform
+        .log
+        .jetstream()
+        .get_consumer_from_stream("fe-worker", platform::streams::EVENTS_STREAM)
+        .await
+        .expect("the worker's consumer");
+    let info = consumer.info().await.expect("consumer info");
+    assert!(
+        info.num_ack_pending <= 16,
+        "{} deliveries held in JetStream while {WAITING} tasks wait",
+        info.num_ack_pending
+    );
+
     let started = Instant::now();
     let task = app
         .run(&other, json!({"op": "mkdir", "path": "/unrelated"}))
@@ -98,4 +131,16 @@ async fn a_tenant_full_of_waiting_tasks_does_not_delay_another_tenant() {
         assert_eq!(t["status"], "failed", "{t}");
         assert_ne!(t["error"]["code"], "storage_error", "{t}");
     }
+    support::eventually(
+        "the set-aside work to be settled",
+        Duration::from_secs(30),
+        || async {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM worker_deferred")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(-1);
+            left == 0
+        },
+    )
+    .await;
 }

@@ -415,10 +415,13 @@ async fn overlap_check_is_an_indexed_lookup_not_a_backlog_scan() {
             overwrite: false,
         })
     };
-    let blocked = |tenant: TenantId, seq: u64, spec: TaskSpec| async move {
-        worker::ordering::blocked_by_earlier(pool, &tenant, Uuid::now_v7(), seq, &spec)
+    let blocker = |tenant: TenantId, seq: u64, spec: TaskSpec| async move {
+        worker::ordering::blocking_task(pool, &tenant, Uuid::now_v7(), seq, &spec)
             .await
             .unwrap()
+    };
+    let blocked = |tenant: TenantId, seq: u64, spec: TaskSpec| async move {
+        blocker(tenant, seq, spec).await.is_some()
     };
     assert!(blocked(busy.clone(), 50, mkdir("/a/b/c")).await, "ancestor");
     assert!(blocked(busy.clone(), 50, mkdir("/x")).await, "descendant");
@@ -437,6 +440,33 @@ async fn overlap_check_is_an_indexed_lookup_not_a_backlog_scan() {
         "only earlier tasks count"
     );
     assert!(!blocked(other, 50, mkdir("/a")).await, "other tenant");
+
+    // The task it waits for is the latest earlier one on its path, so a chain of tasks on one
+    // path is woken link by link; one that is not earlier is never named.
+    let (older, latest) = (Uuid::now_v7(), Uuid::now_v7());
+    for (id, seq) in [(older, 20i64), (latest, 30)] {
+        sqlx::query(
+            "INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
+             VALUES ('busy', $1, '/chain', $2, true)",
+        )
+        .bind(id)
+        .bind(seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        blocker(busy.clone(), 50, mkdir("/chain")).await,
+        Some(latest)
+    );
+    assert_eq!(
+        blocker(busy.clone(), 25, mkdir("/chain")).await,
+        Some(older)
+    );
+    assert_eq!(
+        blocker(busy.clone(), 50, mkdir("/chain/x")).await,
+        Some(latest)
+    );
 
     // The plan uses the partial path index and never reads the whole backlog.
     let plan: Vec<String> =

@@ -1,5 +1,6 @@
 //! A worker process killed with SIGKILL in the middle of a batch, then restarted, finishes
-//! every task, and every task has exactly one recorded outcome in the log.
+//! every task, and every task has exactly one recorded outcome in the log; work it had set
+//! aside (waiting for its turn) or taken back under a lease is not lost with it.
 
 mod support;
 
@@ -82,6 +83,78 @@ async fn a_killed_worker_is_replaced_and_every_task_finishes_exactly_once() {
         assert!(app.is_dir("acme", &format!("/crash/d{i}/x/y")).await);
     }
     // Exactly one outcome per task in the log.
+    let outcomes = outcomes_per_task(&app).await;
+    assert_eq!(outcomes.len(), N);
+    assert!(
+        outcomes.values().all(|&n| n == 1),
+        "a task recorded more than one outcome: {outcomes:?}"
+    );
+}
+
+/// A chain of tasks on one path (mkdir, delete, mkdir, …): each waits for the one before, so
+/// all but the running one are set aside in PostgreSQL, each woken by its predecessor's end.
+/// A worker killed in the middle of the chain loses nothing, runs nothing twice and breaks no
+/// link of the order (a mkdir or delete out of order would fail).
+#[tokio::test]
+async fn set_aside_work_survives_a_killed_worker_and_keeps_the_order() {
+    let app = TestApp::spawn_with(&[Role::Api, Role::Projector], &[]).await;
+    let t = app.admin("chain");
+    const N: usize = 60;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let command = if i % 2 == 0 {
+            json!({"op": "mkdir", "path": "/link/x", "parents": true})
+        } else {
+            json!({"op": "delete", "path": "/link/x", "recursive": true})
+        };
+        ids.push(app.submit(&t, command).await);
+    }
+    let pool = &app.platform.pool;
+    let set_aside = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM worker_deferred WHERE tenant = 'chain'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+
+    let mut worker = spawn_worker(&app);
+    eventually(
+        "the chain to be set aside and begun",
+        Duration::from_secs(60),
+        || async { terminal_count(&app).await >= 6 && set_aside().await > 0 },
+    )
+    .await;
+    worker.kill().expect("kill -9 the worker");
+    worker.wait().unwrap();
+    assert!(
+        (terminal_count(&app).await as usize) < N,
+        "the chain ended before the kill; the test proves nothing"
+    );
+
+    let mut replacement = spawn_worker(&app);
+    eventually(
+        "the whole chain to finish",
+        Duration::from_secs(180),
+        || async { terminal_count(&app).await == N as i64 },
+    )
+    .await;
+    eventually(
+        "the set-aside work to be settled",
+        Duration::from_secs(30),
+        || async { set_aside().await == 0 },
+    )
+    .await;
+    replacement.kill().ok();
+    replacement.wait().ok();
+
+    for id in &ids {
+        let task = app.wait_task(&t, id).await;
+        assert_eq!(task["status"], "succeeded", "out of order or lost: {task}");
+    }
+    assert!(
+        !app.exists("chain", "/link/x").await,
+        "the last link deletes it"
+    );
     let outcomes = outcomes_per_task(&app).await;
     assert_eq!(outcomes.len(), N);
     assert!(

@@ -482,6 +482,11 @@ impl ProjectionWatermark {
         self.settled.watch(tenant, task_id)
     }
 
+    /// Every settled task announced from now on (see [`SettledTasks::feed`]).
+    pub fn settled_feed(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.settled.feed()
+    }
+
     /// The checkpoint of `tenant`'s partition: every commit of the tenant up to it is applied
     /// (unless the tenant is parked; see [`Self::parked`]).
     pub fn tenant_checkpoint(&self, tenant: &TenantId) -> u64 {

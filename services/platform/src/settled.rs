@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use events::TenantId;
 use sqlx::{Postgres, Transaction};
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use uuid::Uuid;
 
 /// `NOTIFY` channel of tasks made terminal; payload `<tenant>:<task id>`.
@@ -42,10 +42,32 @@ pub async fn notify_settled(
     Ok(())
 }
 
-/// The tasks someone waits for in this process, each with the [`Notify`] its waiters share.
-#[derive(Clone, Debug, Default)]
+/// Announcements a [`SettledTasks::feed`] subscriber may fall behind by before it is told it
+/// lagged (and must look the state up instead).
+pub const FEED_CAPACITY: usize = 4096;
+
+/// The tasks someone waits for in this process, each with the [`Notify`] its waiters share,
+/// and a feed of every announcement for those that follow them all (the worker's deferred
+/// work, [`SettledTasks::feed`]).
+#[derive(Clone, Debug)]
 pub struct SettledTasks {
     waiting: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    all: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for SettledTasks {
+    fn default() -> Self {
+        SettledTasks {
+            waiting: Arc::default(),
+            all: broadcast::channel(FEED_CAPACITY).0,
+        }
+    }
+}
+
+/// One settled task as announced: `(tenant, task id)`; `None` for a payload of another shape.
+pub fn parse_announcement(payload: &str) -> Option<(TenantId, Uuid)> {
+    let (tenant, id) = payload.split_once(':')?;
+    Some((TenantId::parse(tenant).ok()?, Uuid::parse_str(id).ok()?))
 }
 
 /// One waiter's registration; leaves the registry with its last waiter.
@@ -69,8 +91,19 @@ impl SettledTasks {
         }
     }
 
-    /// Wakes the waiters of the task a notification names (nobody, mostly).
+    /// Every announcement from now on, as its payload `<tenant>:<task id>` (see
+    /// [`parse_announcement`]); a subscriber that falls more than [`FEED_CAPACITY`] behind
+    /// receives `Lagged` and must look the state up.
+    pub fn feed(&self) -> broadcast::Receiver<Arc<str>> {
+        self.all.subscribe()
+    }
+
+    /// Wakes the waiters of the task a notification names (nobody, mostly), and passes it to
+    /// the feed's subscribers.
     pub fn announce(&self, payload: &str) {
+        if self.all.receiver_count() > 0 {
+            let _ = self.all.send(Arc::from(payload));
+        }
         let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(notify) = waiting.get(payload) {
             notify.notify_waiters();
@@ -110,6 +143,38 @@ impl Drop for SettledWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_feed_passes_on_every_announcement_in_order() {
+        let tasks = SettledTasks::default();
+        let mut feed = tasks.feed();
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        tasks.announce(&format!("acme:{first}"));
+        tasks.announce(&format!("globex:{second}"));
+        let acme = TenantId::parse("acme").unwrap();
+        let globex = TenantId::parse("globex").unwrap();
+        let got = parse_announcement(&feed.recv().await.unwrap());
+        assert_eq!(got, Some((acme, first)));
+        let got = parse_announcement(&feed.recv().await.unwrap());
+        assert_eq!(got, Some((globex, second)));
+    }
+
+    #[test]
+    fn hostile_announcements_are_not_parsed() {
+        let id = Uuid::new_v4();
+        for payload in [
+            String::new(),
+            "acme".into(),
+            format!(":{id}"),
+            format!("../etc:{id}"),
+            format!("ACME:{id}"),
+            "acme:not-a-uuid".into(),
+            format!("acme:{id}:x"),
+            format!("{}:{id}", "a".repeat(10_000)),
+        ] {
+            assert_eq!(parse_announcement(&payload), None, "{payload:.40}");
+        }
+    }
 
     #[tokio::test]
     async fn an_announcement_wakes_the_waiters_of_its_task_only() {

@@ -252,10 +252,10 @@ pub async fn ensure_durable(
 ///
 /// `backoff` is empty on purpose: with a backoff the server would replace the 60 s `ack_wait`
 /// by its first step, and long effects would be redelivered while still running. The worker
-/// retries with `Nak(delay)` instead. Deliveries it releases while a task waits for its turn
-/// (or its tenant for a slot) stay ack-pending until they come back, so `max_ack_pending` is
-/// the waiting backlog of all tenants together, and `max_deliver` is unlimited: waiting is
-/// not failing (the worker counts failed attempts itself and dead-letters after its limit).
+/// retries transient failures with `Nak(delay)` instead. Work that waits (for its turn, a
+/// tenant slot or the projection) is set aside in PostgreSQL and its delivery acknowledged, so
+/// `max_ack_pending` counts only deliveries being handled and transient retries; `max_deliver`
+/// is unlimited: the worker counts failed attempts itself and dead-letters after its limit.
 pub fn worker_consumer() -> DurableSpec {
     DurableSpec {
         name: "fe-worker",
@@ -267,8 +267,8 @@ pub fn worker_consumer() -> DurableSpec {
     }
 }
 
-/// Tasks of all tenants that may wait for their turn at once before JetStream stops
-/// delivering new ones to the workers.
+/// Deliveries of all tenants that may be in hand or waiting for a retry after a transient
+/// failure at once before JetStream stops delivering new ones to the workers.
 pub const WORKER_MAX_ACK_PENDING: i64 = 20_000;
 
 /// The version the server announced when the client connected, e.g. `2.15.1`.

@@ -4,10 +4,11 @@
 //! It is a handler on the consumer runtime ([`platform::consumer`], durable consumer
 //! `fe-worker`) on the task subjects. For every commit that queues work (`task.requested`,
 //! `task.retried`):
-//! 1. it takes its tenant's slot and waits until every earlier open task on an overlapping path
-//!    is terminal (log order per path; unrelated paths run in parallel, across any number of
-//!    worker processes) — or releases the delivery for later, so waiting never holds a slot
-//!    other tenants need ([`run`] says how);
+//! 1. it takes its tenant's slot and checks that every earlier open task on an overlapping
+//!    path is terminal (log order per path; unrelated paths run in parallel, across any number
+//!    of worker processes) — or sets the work aside in PostgreSQL until the task it waits for
+//!    ends, so waiting never holds a slot, nor a delivery, other tenants need ([`run`] says
+//!    how; [`resume`] runs set-aside work);
 //! 2. it loads the task from the log; a terminal task is just acknowledged (redelivery);
 //! 3. a pending task gets its access decided again (a permission withdrawn since the request
 //!    fails it `forbidden`, see [`access`]) and its preconditions checked against storage — a violated one is a
@@ -23,18 +24,17 @@
 
 mod access;
 mod created;
+mod deferred;
 mod effects;
 mod failures;
 pub mod gc;
 pub mod janitor;
 pub mod ordering;
 mod promote;
+mod resume;
 mod run;
 mod tenant_slots;
 mod tree_report;
 
 pub use failures::MAX_ATTEMPTS;
-pub use run::{
-    run, WorkerDeps, FAILURE_BACKOFF, MAX_RELEASE_DELAY, RELEASE_SPACING, SLOT_WAIT, TURN_WAIT,
-    WAIT_BACKOFF,
-};
+pub use run::{run, WorkerDeps, FAILURE_BACKOFF, SLOT_WAIT, TURN_WAIT, WAIT_BACKOFF};

@@ -14,34 +14,49 @@ use platform::projection::Projected;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The overlap question: $1 tenant, $3 the task's id, $2 its position in the order when the
-/// read model does not know the task (its stored `queued_seq` wins: the request's position,
-/// or its latest retry's), $4 its paths and their ancestors, $5/$6 the lower/upper bounds of
-/// the subtrees below its paths. One round trip: the task's own position is looked up inside.
+/// The overlap question, answered with the task it waits for: $1 tenant, $3 the task's id,
+/// $2 its position in the order when the read model does not know the task (its stored
+/// `queued_seq` wins: the request's position, or its latest retry's), $4 its paths and their
+/// ancestors, $5/$6 the lower/upper bounds of the subtrees below its paths. One round trip:
+/// the task's own position is looked up inside.
+///
+/// On a path or an ancestor it names the *latest* earlier open task (one backward index step
+/// per path), so a chain of tasks on one path waits link by link: each task's end wakes only
+/// the next one. Below its paths it names any one (the first in path order): a task waiting
+/// for a subtree is woken once per such task that ends while others remain.
 pub const OVERLAP_SQL: &str = "WITH me AS (
     SELECT COALESCE((SELECT queued_seq FROM tasks WHERE tenant = $1 AND task_id = $3), $2) AS q)
-SELECT EXISTS (
-    SELECT 1 FROM task_paths t, me
-     WHERE t.open AND t.tenant = $1 AND t.path = ANY($4::text[])
-       AND t.queued_seq < me.q AND t.task_id <> $3
+SELECT blocker FROM (
+    SELECT b.task_id AS blocker, b.queued_seq, 0 AS below
+      FROM me, unnest($4::text[]) AS p(path),
+           LATERAL (SELECT t.task_id, t.queued_seq FROM task_paths t
+                     WHERE t.open AND t.tenant = $1 AND t.path = p.path
+                       AND t.queued_seq < me.q AND t.task_id <> $3
+                     ORDER BY t.queued_seq DESC LIMIT 1) b
     UNION ALL
-    SELECT 1 FROM task_paths t, me, unnest($5::text[], $6::text[]) AS r(lo, hi)
-     WHERE t.open AND t.tenant = $1 AND t.path >= r.lo AND t.path < r.hi
-       AND t.queued_seq < me.q AND t.task_id <> $3)";
+    SELECT b.task_id, b.queued_seq, 1
+      FROM me, unnest($5::text[], $6::text[]) AS r(lo, hi),
+           LATERAL (SELECT t.task_id, t.queued_seq FROM task_paths t
+                     WHERE t.open AND t.tenant = $1 AND t.path >= r.lo AND t.path < r.hi
+                       AND t.queued_seq < me.q AND t.task_id <> $3
+                     LIMIT 1) b
+) found
+ORDER BY below, queued_seq DESC
+LIMIT 1";
 
-/// Whether an earlier open task on an overlapping path exists right now (`queued_seq`: the
-/// task's position when the read model does not hold it).
+/// The earlier open task on an overlapping path that the task waits for right now, if any
+/// (`queued_seq`: the task's position when the read model does not hold it).
 ///
-/// Two index lookups on `task_paths_open` per path of the task, never a scan of the tenant's
-/// backlog: earlier open tasks on the path or one of its ancestors (equality on each of them),
-/// and on anything below it (the byte range `[path/, path0)`, "C" collation).
-pub async fn blocked_by_earlier(
+/// Index lookups on `task_paths_open` per path of the task, never a scan of the tenant's
+/// backlog: earlier open tasks on the path or one of its ancestors (equality on each of them,
+/// latest first), and on anything below it (the byte range `[path/, path0)`, "C" collation).
+pub async fn blocking_task(
     pool: &PgPool,
     tenant: &TenantId,
     task_id: Uuid,
     queued_seq: u64,
     spec: &TaskSpec,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<Uuid>, sqlx::Error> {
     let mut same_or_above: Vec<String> = Vec::new();
     let (mut lows, mut highs): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for path in spec.paths() {
@@ -61,15 +76,27 @@ pub async fn blocked_by_earlier(
         .bind(same_or_above)
         .bind(lows)
         .bind(highs)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await
+}
+
+/// Whether a task may run now, as [`turn`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// No earlier open task overlaps it.
+    Mine,
+    /// It waits for this earlier open task on an overlapping path.
+    After(Uuid),
+    /// Its tenant's partition has not projected it yet (or the tenant is parked): the
+    /// earlier tasks are not all known.
+    Unknown,
 }
 
 /// Whether the task may run now, without waiting for other tasks: waits at most
 /// `projection_wait` for the tenant's partition to pass `projected_through` (so every earlier
-/// task of the tenant is visible), then checks once that no earlier open task overlaps it. The worker releases a
-/// delivery that is not its turn instead of holding it (`run.rs`).
-pub async fn is_my_turn(
+/// task of the tenant is visible), then checks once which earlier open task, if any, overlaps
+/// it. The worker sets aside a task that is not its turn instead of holding it (`run.rs`).
+pub async fn turn(
     pool: &PgPool,
     watermark: &ProjectionWatermark,
     tenant: &TenantId,
@@ -77,12 +104,13 @@ pub async fn is_my_turn(
     projected_through: u64,
     spec: &TaskSpec,
     projection_wait: Duration,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Turn, sqlx::Error> {
     // Only the tenant's own partition holds its earlier tasks: a slow or stalled partition of
     // other tenants must not hold this one's turn (nor does a parked tenant's run).
     let own_partition = watermark.wait_for_tenant(tenant, projected_through, projection_wait);
     if own_partition.await != Projected::Applied {
-        return Ok(false);
+        return Ok(Turn::Unknown);
     }
-    Ok(!blocked_by_earlier(pool, tenant, task_id, projected_through, spec).await?)
+    let blocker = blocking_task(pool, tenant, task_id, projected_through, spec).await?;
+    Ok(blocker.map_or(Turn::Mine, Turn::After))
 }

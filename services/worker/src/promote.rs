@@ -37,8 +37,9 @@ pub(crate) async fn promote(
         return Ok(Step::Settled);
     }
     let spec = TaskSpec::Upload(upload.clone());
-    let Some(_turn) = worker.take_turn(commit, task_id, &spec).await? else {
-        return Ok(Step::NotMyTurn);
+    let _turn = match worker.take_turn(commit, task_id, &spec).await? {
+        Ok(turn) => turn,
+        Err(not_yet) => return Ok(Step::NotYet(not_yet)),
     };
     let previous = current_version(deps, &commit.tenant, &upload).await?;
     // Decided before storage is touched and from the catalogue, so a redo reports the same.

@@ -1,21 +1,22 @@
 //! The worker's handler on the consumer runtime ([`platform::consumer`]): decide what a
 //! commit asks for, take a tenant slot, take the task's turn, execute, record, settle.
 //!
-//! Fairness: nothing a tenant queues can hold what other tenants need.
+//! Fairness: nothing a tenant queues can hold what other tenants need, neither in this
+//! process nor in JetStream.
 //! * A delivery of a tenant at its cap (`FE_WORKER_TENANT_CONCURRENCY`) waits at most
 //!   [`SLOT_WAIT`] in a bounded line for its tenant's next slot (no IO meanwhile; at most twice
 //!   `FE_WORKER_CONCURRENCY` wait in all and half of them of one tenant, and the runtime has
-//!   room for effects, the line and quick decisions beside each other). Past the line or the wait it is
-//!   released (`Nak` with a short, growing delay).
-//! * A task whose turn has not come (an earlier overlapping task is still open) is released
-//!   the same way after one check; it never holds a slot while it waits, so waiting tasks can
-//!   never keep the task they wait for (or any other) from running. Release delays grow with
-//!   the tenant's released backlog ([`RELEASE_SPACING`], up to [`MAX_RELEASE_DELAY`]).
-//! * Released deliveries stay "ack pending" in JetStream until they come back, so the
-//!   consumer's `max_ack_pending` is sized for every tenant's waiting backlog together
-//!   ([`platform::streams::worker_consumer`]), and `max_deliver` is unlimited: a task is
-//!   dead-lettered after [`failures::MAX_ATTEMPTS`] *failed attempts* (counted in
-//!   `worker_failures`), never because it waited.
+//!   room for effects, the line and quick decisions beside each other).
+//! * Work that cannot run now — its turn has not come (an earlier overlapping task is still
+//!   open), its tenant is past the line, or the projection has not reached it — is **set
+//!   aside** in PostgreSQL ([`crate::deferred`]) and its delivery acknowledged. A waiting task
+//!   therefore never holds a slot, nor stays "ack pending" in JetStream, where one tenant's
+//!   backlog would fill the consumer's `max_ack_pending` and stop delivery to every tenant.
+//!   [`crate::resume`] runs set-aside work when it is due: a task waiting for another when that
+//!   one is announced terminal, the rest round robin over tenants.
+//! * Transient failures are retried with backoff (`Nak`), and a task is dead-lettered after
+//!   [`failures::MAX_ATTEMPTS`] *failed attempts* (counted in `worker_failures`), never because
+//!   it waited; the consumer's `max_deliver` is unlimited for that reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,23 +33,20 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::created;
+use crate::deferred::{self, Wait};
 use crate::effects::{self, EffectError};
 use crate::failures;
-use crate::ordering;
+use crate::ordering::{self, Turn as TurnOrder};
 use crate::tenant_slots::TenantSlots;
 
-/// How long a delivery may wait for the projection to reach it before it is released (the
+/// How long a delivery may wait for the projection to reach it before it is set aside (the
 /// turn itself is checked once, never waited for).
 pub const TURN_WAIT: Duration = Duration::from_secs(1);
-/// Longest a delivery waits in line for a slot of its tenant before it is released.
+/// Longest a delivery waits in line for a slot of its tenant before it is set aside.
 pub const SLOT_WAIT: Duration = Duration::from_secs(1);
-/// Delays of deliveries released while waiting for a turn or a tenant slot.
+/// When work set aside for a tenant slot or the projection is due again, by how often it was
+/// tried (a task waiting for another is due when that one ends instead).
 pub const WAIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-/// Per delivery a tenant has out released, its next release waits this much longer: a
-/// tenant's released backlog comes back at about 20 deliveries per second in total.
-pub const RELEASE_SPACING: Duration = Duration::from_millis(50);
-/// The longest release delay (the latency bound of a task whose turn has come).
-pub const MAX_RELEASE_DELAY: Duration = Duration::from_secs(10);
 /// Delays after failed attempts (1 s doubling to 60 s).
 pub const FAILURE_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
@@ -89,14 +87,16 @@ pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
         concurrency: deps.concurrency.max(1) * 4,
         drain: deps.drain,
     };
-    let worker = Worker {
+    let worker = Arc::new(Worker {
         effects: Semaphore::new(deps.concurrency.max(1)),
         tenants: TenantSlots::new(deps.tenant_concurrency, deps.concurrency.max(1) * 2),
         running: TenantSlots::new(deps.tenant_concurrency, 0),
         deps,
-    };
+    });
     let js = worker.deps.log.jetstream().clone();
-    consumer::run(js, settings, Arc::new(worker), shutdown).await;
+    let set_aside = tokio::spawn(crate::resume::run(worker.clone(), shutdown.clone()));
+    consumer::run(js, settings, worker, shutdown).await;
+    let _ = set_aside.await;
 }
 
 pub(crate) struct Worker {
@@ -116,7 +116,8 @@ pub(crate) struct Turn<'a> {
 }
 
 /// What a commit asks of the worker.
-enum Work {
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Work {
     /// A file command was requested or retried.
     Command,
     /// An upload was scanned clean and waits to be promoted.
@@ -124,7 +125,7 @@ enum Work {
 }
 
 impl Work {
-    fn of(events: &[TaskEvent]) -> Option<Self> {
+    pub(crate) fn of(events: &[TaskEvent]) -> Option<Self> {
         if events.iter().any(TaskEvent::queues_work) {
             return Some(Self::Command);
         }
@@ -137,8 +138,31 @@ impl Work {
 pub(crate) enum Step {
     /// Its outcome is recorded (or there was nothing to do).
     Settled,
-    /// An earlier overlapping task is still open.
-    NotMyTurn,
+    /// It cannot run yet.
+    NotYet(NotYet),
+}
+
+/// Why a task cannot run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotYet {
+    /// This earlier task on an overlapping path is still open.
+    After(uuid::Uuid),
+    /// Its tenant has as many tasks running here as it may.
+    TenantBusy,
+    /// Its tenant's partition has not projected it yet.
+    Unprojected,
+}
+
+/// What becomes of one work item, whoever brought it (a delivery, or the table of work set
+/// aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Settled (outcome recorded, or nothing to do).
+    Done,
+    /// Set aside until `wait` is over; `reason` labels `fe_worker_released_total`.
+    Defer { wait: Wait, reason: &'static str },
+    /// A transient failure: again after `delay`.
+    Retry { reason: String, delay: Duration },
 }
 
 impl Handler for Worker {
@@ -155,12 +179,62 @@ impl Handler for Worker {
             return Outcome::Done;
         };
         let commit = &delivery.commit;
-        if delivery.delivered > 1 {
-            self.tenants.note_returned(&commit.tenant);
+        match self.work(commit, work, delivery.delivered, true).await {
+            Decision::Done => {
+                if delivery.delivered > 1 {
+                    // A redelivery may have been set aside before (crash before the ack).
+                    let _ = deferred::settle(&self.deps.pool, commit.stream_seq).await;
+                }
+                Outcome::Done
+            }
+            Decision::Retry { reason, delay } => Outcome::retry(reason, delay),
+            Decision::Defer { wait, reason } => {
+                let task_id = task_id_of(commit);
+                let pool = &self.deps.pool;
+                match deferred::defer(pool, &commit.tenant, commit.stream_seq, task_id, wait).await
+                {
+                    Ok(()) => {
+                        metrics::counter!("fe_worker_released_total", "reason" => reason)
+                            .increment(1);
+                        Outcome::Done
+                    }
+                    Err(e) => Outcome::retry(
+                        format!("setting the work aside failed: {e}"),
+                        WAIT_BACKOFF.delay(delivery.delivered),
+                    ),
+                }
+            }
         }
-        let Some(_tenant_slot) = self.tenants.take_or_wait(&commit.tenant, SLOT_WAIT).await else {
-            metrics::counter!("fe_worker_released_total", "reason" => "tenant_cap").increment(1);
-            return self.release("tenant at its cap", delivery);
+    }
+}
+
+/// The task id of a task commit (`<tenant>.<task id>`); nil for another shape, which only
+/// labels the set-aside row.
+pub(crate) fn task_id_of(commit: &LoggedCommit) -> uuid::Uuid {
+    platform::event_log::subject::split_aggregate_id(&commit.aggregate_id)
+        .ok()
+        .and_then(|(_, id)| uuid::Uuid::parse_str(id).ok())
+        .unwrap_or_default()
+}
+
+impl Worker {
+    /// Decides and, when it is its turn, runs the work `commit` queued; `attempt` counts the
+    /// tries so far (this one included). A delivery may wait in its tenant's line for a slot
+    /// (`wait_in_line`); set-aside work being resumed never does.
+    pub(crate) async fn work(
+        &self,
+        commit: &LoggedCommit,
+        work: Work,
+        attempt: i64,
+        wait_in_line: bool,
+    ) -> Decision {
+        let slot = if wait_in_line {
+            self.tenants.take_or_wait(&commit.tenant, SLOT_WAIT).await
+        } else {
+            self.tenants.try_take(&commit.tenant)
+        };
+        let Some(_tenant_slot) = slot else {
+            return self.not_yet(NotYet::TenantBusy, attempt);
         };
         let step = match work {
             Work::Command => self.process(commit).await,
@@ -171,30 +245,24 @@ impl Handler for Worker {
         };
         match step {
             Ok(Step::Settled) => {
-                if delivery.delivered > 1 {
+                if attempt > 1 {
                     let _ = failures::clear(&self.deps.pool, commit.stream_seq).await;
                 }
-                Outcome::Done
+                Decision::Done
             }
-            Ok(Step::NotMyTurn) => {
-                metrics::counter!("fe_worker_released_total", "reason" => "turn").increment(1);
-                Outcome::retry(
-                    "waiting for an earlier task",
-                    WAIT_BACKOFF.delay(delivery.delivered),
-                )
-            }
-            Err(reason) => self.failed(delivery, reason).await,
+            Ok(Step::NotYet(not_yet)) => self.not_yet(not_yet, attempt),
+            Err(reason) => self.failed(commit, attempt, reason).await,
         }
     }
-}
 
-impl Worker {
-    /// Releases a delivery that cannot run yet: later the more of its tenant's are out.
-    fn release(&self, reason: &str, delivery: &Delivery<Vec<TaskEvent>>) -> Outcome {
-        let out = self.tenants.note_released(&delivery.commit.tenant);
-        let spaced = RELEASE_SPACING.saturating_mul(u32::try_from(out).unwrap_or(u32::MAX));
-        let delay = WAIT_BACKOFF.delay(delivery.delivered).max(spaced);
-        Outcome::retry(reason, delay.min(MAX_RELEASE_DELAY))
+    fn not_yet(&self, not_yet: NotYet, attempt: i64) -> Decision {
+        let later = Wait::For(WAIT_BACKOFF.delay(attempt));
+        let (wait, reason) = match not_yet {
+            NotYet::After(task) => (Wait::Task(task), "turn"),
+            NotYet::TenantBusy => (later, "tenant_cap"),
+            NotYet::Unprojected => (later, "projection"),
+        };
+        Decision::Defer { wait, reason }
     }
 
     /// Runs one command task to a recorded outcome. `Err` = transient, retried later.
@@ -212,8 +280,9 @@ impl Worker {
             return Ok(Step::Settled);
         }
         let spec = TaskSpec::Command(cmd.clone());
-        let Some(_turn) = self.take_turn(commit, task_id, &spec).await? else {
-            return Ok(Step::NotMyTurn);
+        let _turn = match self.take_turn(commit, task_id, &spec).await? {
+            Ok(turn) => turn,
+            Err(not_yet) => return Ok(Step::NotYet(not_yet)),
         };
         if task.status != TaskStatus::Running {
             if let Err(err) = crate::access::recheck(&deps.pool, &commit.tenant, &task, &cmd).await
@@ -252,17 +321,16 @@ impl Worker {
     }
 
     /// Checks the task's turn in the per-path log order (after at most [`TURN_WAIT`] for the
-    /// projection), then takes
-    /// its tenant's running slot and an effect slot, which the caller holds while it works.
-    /// `None`: not its turn yet, or its tenant has as many tasks running as it may.
+    /// projection), then takes its tenant's running slot and an effect slot, which the caller
+    /// holds while it works; or says why the task cannot run yet.
     pub(crate) async fn take_turn(
         &self,
         commit: &LoggedCommit,
         task_id: uuid::Uuid,
         spec: &TaskSpec,
-    ) -> Result<Option<Turn<'_>>, String> {
+    ) -> Result<Result<Turn<'_>, NotYet>, String> {
         let deps = &self.deps;
-        let my_turn = ordering::is_my_turn(
+        let order = ordering::turn(
             &deps.pool,
             &deps.watermark,
             &commit.tenant,
@@ -273,33 +341,36 @@ impl Worker {
         )
         .await
         .map_err(|e| e.to_string())?;
-        if !my_turn {
-            return Ok(None);
+        match order {
+            TurnOrder::Mine => {}
+            TurnOrder::After(task) => return Ok(Err(NotYet::After(task))),
+            TurnOrder::Unknown => return Ok(Err(NotYet::Unprojected)),
         }
         let Some(running) = self.running.try_take(&commit.tenant) else {
-            return Ok(None);
+            return Ok(Err(NotYet::TenantBusy));
         };
         let effect = self.effects.acquire().await.map_err(|e| e.to_string())?;
-        Ok(Some(Turn {
+        Ok(Ok(Turn {
             _running: running,
             _effect: effect,
         }))
     }
 
     /// A transient failure: retried with backoff, dead-lettered after the last attempt.
-    async fn failed(&self, delivery: &Delivery<Vec<TaskEvent>>, reason: String) -> Outcome {
-        let commit = &delivery.commit;
+    async fn failed(&self, commit: &LoggedCommit, attempt: i64, reason: String) -> Decision {
         let attempts =
             match failures::record(&self.deps.pool, &commit.tenant, commit.stream_seq).await {
                 Ok(attempts) => attempts,
                 Err(e) => {
                     tracing::warn!(%reason, error = %e, "worker: failure not counted, will retry");
-                    return Outcome::retry(reason, FAILURE_BACKOFF.delay(delivery.delivered));
+                    let delay = FAILURE_BACKOFF.delay(attempt);
+                    return Decision::Retry { reason, delay };
                 }
             };
         if i64::from(attempts) < self.deps.max_deliver {
             tracing::warn!(%reason, attempts, "worker: transient failure, will retry");
-            return Outcome::retry(reason, FAILURE_BACKOFF.delay(i64::from(attempts)));
+            let delay = FAILURE_BACKOFF.delay(i64::from(attempts));
+            return Decision::Retry { reason, delay };
         }
         // The reason is internal text (storage, database, NATS): logged, never recorded.
         tracing::error!(%reason, "worker: attempts exhausted, dead-lettering the task");
@@ -318,11 +389,12 @@ impl Worker {
             Ok(()) => {
                 metrics::counter!("fe_tasks_dead_lettered_total").increment(1);
                 let _ = failures::clear(&self.deps.pool, commit.stream_seq).await;
-                Outcome::Done
+                Decision::Done
             }
             Err(e) => {
                 tracing::error!(error = %e, "worker: could not dead-letter, will retry");
-                Outcome::retry(e, FAILURE_BACKOFF.delay(1))
+                let delay = FAILURE_BACKOFF.delay(1);
+                Decision::Retry { reason: e, delay }
             }
         }
     }

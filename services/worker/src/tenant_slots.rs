@@ -3,15 +3,10 @@
 //!
 //! A delivery of a tenant at its cap may wait a short while in a bounded line for the next of
 //! its tenant's slots ([`TenantSlots::take_or_wait`]): at most `line` deliveries wait in all,
-//! and at most half of them (at least one) of one tenant, so a busy tenant keeps its own slots busy (a released delivery would
-//! come back only after a growing delay) while its backlog still cannot hold the slots other
-//! tenants need. Past the line or the wait, the delivery is released for later.
-//!
-//! It also counts each tenant's deliveries that are out released (in this process), so that the
-//! release delay can grow with the tenant's backlog: JetStream hands out due redeliveries before
-//! new messages, and a large backlog coming back at a fixed pace would crowd out every other
-//! tenant's new work. Spacing the releases by the backlog bounds how often one tenant's waiting
-//! deliveries come back in total, whatever its size.
+//! and at most half of them (at least one) of one tenant, so a busy tenant keeps its own slots
+//! busy (work set aside comes back only after a delay) while its backlog still cannot hold the
+//! slots other tenants need. Past the line or the wait, the work is set aside for later
+//! (`crate::deferred`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +25,6 @@ pub struct TenantSlots {
     waiting: Arc<Mutex<Waiting>>,
     /// Woken whenever a slot is given back.
     freed: Arc<Notify>,
-    released: Arc<Mutex<HashMap<TenantId, usize>>>,
 }
 
 /// Deliveries waiting in line, per tenant and in all.
@@ -65,7 +59,6 @@ impl TenantSlots {
             in_use: Arc::default(),
             waiting: Arc::default(),
             freed: Arc::default(),
-            released: Arc::default(),
         }
     }
 
@@ -103,21 +96,6 @@ impl TenantSlots {
             tenant: tenant.clone(),
             waiting: self.waiting.clone(),
         })
-    }
-
-    /// Notes one more delivery of `tenant` released for later; returns how many are out.
-    pub fn note_released(&self, tenant: &TenantId) -> usize {
-        let mut released = self.released.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = released.entry(tenant.clone()).or_insert(0);
-        *count += 1;
-        *count
-    }
-
-    /// Notes a delivery of `tenant` coming back (any redelivery counts: the figure is a pace
-    /// estimate, never a limit).
-    pub fn note_returned(&self, tenant: &TenantId) {
-        let mut released = self.released.lock().unwrap_or_else(PoisonError::into_inner);
-        decrement(&mut released, tenant);
     }
 
     /// A slot for `tenant`, or `None` while the tenant is at its cap.
@@ -182,20 +160,6 @@ mod tests {
         assert!(slots.try_take(&a).is_some());
     }
 
-    #[test]
-    fn released_deliveries_are_counted_per_tenant_until_they_return() {
-        let slots = TenantSlots::new(1, 4);
-        let a = TenantId::parse("a").unwrap();
-        let b = TenantId::parse("b").unwrap();
-        assert_eq!(slots.note_released(&a), 1);
-        assert_eq!(slots.note_released(&a), 2);
-        assert_eq!(slots.note_released(&b), 1);
-        slots.note_returned(&a);
-        slots.note_returned(&a);
-        slots.note_returned(&a); // more returns than releases: never below zero
-        assert_eq!(slots.note_released(&a), 1);
-    }
-
     #[tokio::test]
     async fn a_delivery_in_line_gets_the_next_slot_its_tenant_gives_back() {
         let slots = TenantSlots::new(1, 4);
@@ -239,7 +203,7 @@ mod tests {
             "the line is full for every tenant"
         );
         let waited = slots.take_or_wait(&c, Duration::from_secs(1)).await;
-        assert!(waited.is_none(), "a full line releases at once");
+        assert!(waited.is_none(), "a full line sets the work aside at once");
         drop(_b_in_line);
         let waited = slots.take_or_wait(&c, Duration::from_secs(1)).await;
         assert!(waited.is_none(), "no slot freed within the wait");

@@ -260,19 +260,52 @@ impl LoggedCommit {
             reason: "message carries no JetStream ack subject".into(),
         })?;
         let seq = info.stream_sequence;
+        let time = ack_subject_time(reply).ok_or_else(|| EventLogError::Corrupt {
+            seq,
+            reason: "no timestamp in ack subject".into(),
+        })?;
+        Self::parse(
+            seq,
+            time,
+            msg.subject.as_str(),
+            &msg.payload,
+            msg.headers.as_ref(),
+        )
+    }
+
+    /// Parses and validates a message read from the stream by its sequence (`STREAM.MSG.GET`),
+    /// e.g. work a consumer acknowledged earlier and set aside.
+    pub fn from_stream_message(
+        msg: &async_nats::jetstream::message::StreamMessage,
+    ) -> Result<Self, EventLogError> {
+        let subject = msg.subject.as_str();
+        Self::parse(
+            msg.sequence,
+            msg.time,
+            subject,
+            &msg.payload,
+            Some(&msg.headers),
+        )
+    }
+
+    fn parse(
+        seq: u64,
+        time: chrono::DateTime<chrono::Utc>,
+        subject: &str,
+        payload: &[u8],
+        headers: Option<&HeaderMap>,
+    ) -> Result<Self, EventLogError> {
         let corrupt = |reason: &str| EventLogError::Corrupt {
             seq,
             reason: reason.to_string(),
         };
-        let time = ack_subject_time(reply).ok_or_else(|| corrupt("no timestamp in ack subject"))?;
-        let subject = msg.subject.as_str();
         let parts = parse_subject(subject).map_err(|e| EventLogError::Corrupt {
             seq,
             reason: e.to_string(),
         })?;
         let tenant =
             events::TenantId::parse(parts.tenant).map_err(|_| corrupt("invalid tenant"))?;
-        let commit = Commit::parse(seq, subject, &msg.payload)?;
+        let commit = Commit::parse(seq, subject, payload)?;
         Ok(LoggedCommit {
             stream_seq: seq,
             subject: subject.to_string(),
@@ -281,7 +314,7 @@ impl LoggedCommit {
             aggregate_id: parts.aggregate_id(),
             time,
             events: commit.events,
-            headers: CommitHeaders::from_map(msg.headers.as_ref()),
+            headers: CommitHeaders::from_map(headers),
         })
     }
 }

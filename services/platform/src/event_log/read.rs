@@ -189,6 +189,17 @@ impl EventLog {
         RawCommit::from_stream_message(subject, &msg)
     }
 
+    /// The commit stored at stream sequence `seq`, whatever its subject, as a consumer would
+    /// have delivered it.
+    pub async fn logged_commit_at(&self, seq: u64) -> Result<LoggedCommit, EventLogError> {
+        let stream = self.stream().await?;
+        let msg = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| EventLogError::Nats(format!("reading stream sequence {seq}: {e}")))?;
+        LoggedCommit::from_stream_message(&msg)
+    }
+
     /// All commits on `subject` in order, checked to form one gap-free sequence from 1.
     pub(crate) async fn read_commits(
         &self,
