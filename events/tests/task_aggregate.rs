@@ -190,6 +190,57 @@ fn a_task_cannot_succeed_before_it_started() {
 }
 
 #[test]
+fn a_pending_command_task_can_start_and_succeed_in_one_commit() {
+    Given::with(())
+        .given(vec![requested(mkdir_spec(), None)])
+        .when(TaskCommand::StartAndSucceed {
+            created_parents: vec![],
+        })
+        .then_expect_events(vec![
+            TaskEvent::TaskStarted { attempt: 1 },
+            TaskEvent::DirCreated {
+                path: path("/a/b"),
+                parents: true,
+            },
+            TaskEvent::TaskSucceeded,
+        ]);
+    // A redo of a task already started only succeeds; it is not started twice.
+    Given::with(())
+        .given(vec![
+            requested(mkdir_spec(), None),
+            TaskEvent::TaskStarted { attempt: 1 },
+        ])
+        .when(TaskCommand::StartAndSucceed {
+            created_parents: vec![],
+        })
+        .then_expect_events(vec![
+            TaskEvent::DirCreated {
+                path: path("/a/b"),
+                parents: true,
+            },
+            TaskEvent::TaskSucceeded,
+        ]);
+    // Never for an upload (it succeeds by promotion), nor for a terminal task.
+    Given::with(())
+        .given(vec![requested(TaskSpec::Upload(upload_spec()), None)])
+        .when(TaskCommand::StartAndSucceed {
+            created_parents: vec![],
+        })
+        .then_expect_error(TaskError::WrongKind);
+    Given::with(())
+        .given(vec![
+            requested(mkdir_spec(), None),
+            TaskEvent::TaskFailed {
+                error: failure("not_found"),
+            },
+        ])
+        .when(TaskCommand::StartAndSucceed {
+            created_parents: vec![],
+        })
+        .then_expect_error(TaskError::AlreadyTerminal);
+}
+
+#[test]
 fn a_terminal_task_cannot_change_again() {
     Given::with(())
         .given(vec![

@@ -175,6 +175,9 @@ impl Task {
                 attempt: self.attempts + 1,
             }]),
             TaskCommand::Succeed { created_parents } => self.succeed(created_parents),
+            TaskCommand::StartAndSucceed { created_parents } => {
+                self.start_and_succeed(created_parents)
+            }
             TaskCommand::ReportEntries { entries } => self.report_entries(entries),
             TaskCommand::Fail { error } => Ok(vec![TaskEvent::TaskFailed { error }]),
             TaskCommand::DeadLetter {
@@ -294,6 +297,26 @@ impl Task {
         if self.status != TaskStatus::Running {
             return Err(TaskError::NotRunning);
         }
+        self.success(created_parents)
+    }
+
+    fn start_and_succeed(
+        &self,
+        created_parents: Vec<FilePath>,
+    ) -> Result<Vec<TaskEvent>, TaskError> {
+        let started = match self.status {
+            TaskStatus::Pending => Some(TaskEvent::TaskStarted {
+                attempt: self.attempts + 1,
+            }),
+            TaskStatus::Running => None,
+            _ => return Err(TaskError::NotRunning),
+        };
+        let success = self.success(created_parents)?;
+        Ok(started.into_iter().chain(success).collect())
+    }
+
+    /// The domain fact of a command task's success, then the success itself.
+    fn success(&self, created_parents: Vec<FilePath>) -> Result<Vec<TaskEvent>, TaskError> {
         let fact = match &self.spec {
             Some(TaskSpec::Command(FileCommand::Mkdir { path, parents })) => {
                 let created = match parents {

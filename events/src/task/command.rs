@@ -28,6 +28,11 @@ pub enum TaskCommand {
     /// are the ancestors a `mkdir` with `parents: true` brought into existence (each gets its
     /// own `DirCreated`, top-down, before the directory itself); ignored for other commands.
     Succeed { created_parents: Vec<FilePath> },
+    /// [`TaskCommand::Start`] and [`TaskCommand::Succeed`] in one commit, for a command whose
+    /// whole effect is the fact it commits (nothing is done between the start and the
+    /// success, so there is nothing a crash in between could leave half-done): a pending task
+    /// is started and succeeds at once; a running one (a redo) just succeeds.
+    StartAndSucceed { created_parents: Vec<FilePath> },
     /// Before the success of a recursive `move`, `copy` or `delete`: the entries strictly
     /// inside its tree (source side), in the catalogue's path order, each to get its own
     /// event (API.md: every entry that comes into existence or goes away has its own event).

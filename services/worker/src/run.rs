@@ -289,11 +289,12 @@ impl Worker {
             {
                 return record_failure(deps, commit, Some(&mut loaded), err).await;
             }
-            execute(deps, commit, Some(&mut loaded), TaskCommand::Start).await?;
         }
         let started = std::time::Instant::now();
-        // Commands change only the catalogue (see `effects`): deciding is the whole effect, and
-        // a redelivered running task decides again on the same, turn-ordered catalogue state.
+        // Commands change only the catalogue (see `effects`): deciding is the whole effect,
+        // committed with the success, so a pending task starts and succeeds in one commit and a
+        // redo decides again on the same, turn-ordered catalogue state. Only a tree report
+        // (several commits) starts the task first.
         let result =
             effects::check_preconditions(&deps.pool, deps.quota, &commit.tenant, &cmd).await;
         metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())
@@ -304,12 +305,23 @@ impl Worker {
                 let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
                     .await
                     .map_err(|e| e.to_string())?;
-                let succeed = TaskCommand::Succeed { created_parents };
+                let succeed = TaskCommand::StartAndSucceed { created_parents };
                 execute(deps, commit, Some(&mut loaded), succeed).await?;
                 metrics::counter!("fe_tasks_finished_total", "op" => cmd.op().as_str(), "status" => "succeeded").increment(1);
                 Ok(Step::Settled)
             }
-            Err(err) => record_failure(deps, commit, Some(&mut loaded), err).await,
+            Err(EffectError::Permanent(failure)) => {
+                // The attempt counts (`attempts` of the task) even though it failed.
+                start(deps, commit, &mut loaded).await?;
+                record_failure(
+                    deps,
+                    commit,
+                    Some(&mut loaded),
+                    EffectError::Permanent(failure),
+                )
+                .await
+            }
+            Err(transient) => record_failure(deps, commit, Some(&mut loaded), transient).await,
         }
     }
 
@@ -398,6 +410,18 @@ impl Worker {
             }
         }
     }
+}
+
+/// Starts the task (`task.started`, one more attempt) unless it is running already.
+pub(crate) async fn start(
+    deps: &WorkerDeps,
+    commit: &LoggedCommit,
+    loaded: &mut Loaded<Task>,
+) -> Result<(), String> {
+    if loaded.aggregate.status == TaskStatus::Running {
+        return Ok(());
+    }
+    execute(deps, commit, Some(loaded), TaskCommand::Start).await
 }
 
 pub(crate) async fn record_failure(

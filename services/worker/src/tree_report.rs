@@ -58,6 +58,8 @@ pub async fn report_entries(
         let (Some(page_last), full) = (page.last().cloned(), page.len() == REPORT_CHUNK) else {
             return Ok(());
         };
+        // Reports are several commits: the task is running from the first one on.
+        crate::run::start(deps, commit, loaded).await?;
         let report = TaskCommand::ReportEntries { entries: page };
         execute(deps, commit, Some(&mut *loaded), report).await?;
         if !full {
