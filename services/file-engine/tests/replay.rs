@@ -52,6 +52,20 @@ async fn redelivery_is_ignored_and_replay_rebuilds_identical_read_models() {
     app.run(&t, json!({"op": "delete", "path": "/nothing"}))
         .await;
     app.run(&g, json!({"op": "mkdir", "path": "/g"})).await;
+    // Runs of directories created, named again, moved away and created again: replay applies
+    // them in one batch (directories gathered into one statement, written before the move),
+    // live projection one commit at a time; the read models must not differ.
+    for command in [
+        json!({"op": "mkdir", "path": "/r/x/y/z", "parents": true}),
+        json!({"op": "mkdir", "path": "/r/x/y/w", "parents": true}),
+        json!({"op": "move", "from": "/r/x/y", "to": "/r/m"}),
+        json!({"op": "mkdir", "path": "/r/x/y/z", "parents": true}),
+        json!({"op": "copy", "from": "/r/x", "to": "/r/m/x"}),
+        json!({"op": "mkdir", "path": "/r/m/x/y/q", "parents": true}),
+    ] {
+        let task = app.run(&t, command).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
     app.stop_services().await;
 
     let pool = app.platform.pool.clone();

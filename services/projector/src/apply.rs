@@ -8,6 +8,7 @@ use sqlx::{Postgres, Transaction};
 use events::task::TaskEvent;
 
 use crate::audit::{Advance, ChainHeads, Writes};
+use crate::catalogue::PendingDirs;
 use crate::tasks::TaskChanges;
 use crate::ProjectorError;
 
@@ -45,12 +46,16 @@ impl ProjectorError {
 /// each commit once). With [`Writes::Deferred`] the commit belongs to a batch whose task-table
 /// changes the caller writes set-based ahead of the batch ([`TaskChanges`]); with
 /// [`Writes::Immediate`] the commit's own task changes are written here.
+///
+/// Directories created are gathered in `dirs` (see [`PendingDirs`]); the caller flushes it
+/// before its transaction (or savepoint) ends.
 pub(crate) async fn apply_events(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
     events: &[TaskEvent],
     heads: &mut ChainHeads,
     writes: Writes,
+    dirs: &mut PendingDirs,
 ) -> Result<Option<Advance>, ProjectorError> {
     // Every commit of every aggregate type is audited.
     let advance = crate::audit::apply_commit(tx, commit, heads, writes).await?;
@@ -59,7 +64,7 @@ pub(crate) async fn apply_events(
         tasks.record(commit, events)?;
         tasks.flush(tx).await?;
     }
-    apply_read_models(tx, commit, events).await?;
+    apply_read_models(tx, commit, events, dirs).await?;
     Ok(advance)
 }
 
@@ -71,14 +76,18 @@ async fn apply_read_models(
     tx: &mut Transaction<'_, Postgres>,
     commit: &LoggedCommit,
     events: &[TaskEvent],
+    dirs: &mut PendingDirs,
 ) -> Result<(), ProjectorError> {
+    if commit.aggregate_type != TASK {
+        dirs.flush(tx).await?;
+    }
     match commit.aggregate_type.as_str() {
         "acl" => crate::acl::apply_commit(tx, commit).await,
         "subscription" => crate::subscriptions::apply_commit(tx, commit).await,
         "storage" => crate::quotas::apply_commit(tx, commit).await,
         TASK => {
             for event in events {
-                crate::catalogue::apply(tx, commit, event).await?;
+                crate::catalogue::apply(tx, commit, event, dirs).await?;
             }
             Ok(())
         }

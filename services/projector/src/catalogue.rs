@@ -19,6 +19,9 @@
 //! (`released_at`, and `deleted` when a delete rather than an overwrite removed it): that
 //! starts its retention for garbage collection and decides what a signed link to it answers.
 
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use events::task::{TaskEvent, UploadSpec};
 use events::FilePath;
 use platform::catalogue::below;
@@ -29,24 +32,41 @@ use crate::ProjectorError;
 
 type Tx<'a, 'b> = &'a mut Transaction<'b, Postgres>;
 
+/// Applies one task event to the catalogue. Directories created are gathered in `dirs` (one
+/// statement for a run of `DirCreated` facts, e.g. a batch of `mkdir`s); every other fact
+/// that touches the catalogue writes them first, so each statement sees the log's order.
+/// The caller flushes `dirs` before its transaction ends.
 pub async fn apply(
     tx: Tx<'_, '_>,
     commit: &LoggedCommit,
     event: &TaskEvent,
+    dirs: &mut PendingDirs,
 ) -> Result<(), ProjectorError> {
     let tenant = commit.tenant.as_str();
     match event {
         // An entry reported inside the tree of a recursive command: the root's own event
         // changes the whole range.
-        entry if entry.reports_an_entry() => {}
+        entry if entry.reports_an_entry() => return Ok(()),
         TaskEvent::DirCreated { path, parents } => {
-            let dirs: Vec<FilePath> = if *parents {
+            let created: Vec<FilePath> = if *parents {
                 path.ancestors_and_self().filter(|p| !p.is_root()).collect()
             } else {
                 vec![path.clone()]
             };
-            insert_dirs(tx, tenant, &dirs, commit).await?;
+            dirs.push(tenant, &created, commit);
+            return Ok(());
         }
+        TaskEvent::EntryDeleted { .. }
+        | TaskEvent::EntryMoved { .. }
+        | TaskEvent::EntryCopied { .. }
+        | TaskEvent::TaskFailed { .. }
+        | TaskEvent::TaskDeadLettered { .. }
+        | TaskEvent::FileUploaded { .. }
+        | TaskEvent::FileQuarantined { .. }
+        | TaskEvent::FileAvailable { .. } => dirs.flush(tx).await?,
+        _ => return Ok(()),
+    }
+    match event {
         TaskEvent::EntryDeleted { path, .. } => {
             let gone = delete_subtree(tx, tenant, path).await?;
             release(tx, tenant, &gone, commit).await?;
@@ -99,11 +119,12 @@ pub async fn apply(
             upload, version, ..
         } => {
             if let Some(parent) = upload.path.parent() {
-                let dirs: Vec<FilePath> = parent
+                let above: Vec<FilePath> = parent
                     .ancestors_and_self()
                     .filter(|p| !p.is_root())
                     .collect();
-                insert_dirs(tx, tenant, &dirs, commit).await?;
+                dirs.push(tenant, &above, commit);
+                dirs.flush(tx).await?;
             }
             file_available(tx, tenant, upload, version, commit).await?;
         }
@@ -116,39 +137,74 @@ fn parent_of(path: &FilePath) -> Option<String> {
     path.parent().map(|p| p.as_str().to_owned())
 }
 
-/// Creates the directories `dirs` (one statement): an existing directory stays as it was, an
-/// upload's `scanning` placeholder is replaced.
-async fn insert_dirs(
-    tx: Tx<'_, '_>,
-    tenant: &str,
-    dirs: &[FilePath],
-    commit: &LoggedCommit,
-) -> Result<(), ProjectorError> {
-    if dirs.is_empty() {
-        return Ok(());
+/// Directories to create, gathered from consecutive facts and written in one statement by
+/// [`PendingDirs::flush`]: an existing directory stays as it was, an upload's `scanning`
+/// placeholder is replaced. A directory named again before the flush keeps its first
+/// appearance (the later one would have changed nothing), which also keeps one statement
+/// from touching a row twice.
+#[derive(Debug, Default)]
+pub struct PendingDirs {
+    rows: Vec<DirRow>,
+    seen: HashSet<(String, String)>,
+}
+
+#[derive(Debug)]
+struct DirRow {
+    tenant: String,
+    path: String,
+    parent: Option<String>,
+    name: String,
+    time: DateTime<Utc>,
+    seq: i64,
+}
+
+impl PendingDirs {
+    fn push(&mut self, tenant: &str, dirs: &[FilePath], commit: &LoggedCommit) {
+        for dir in dirs {
+            if !self
+                .seen
+                .insert((tenant.to_owned(), dir.as_str().to_owned()))
+            {
+                continue;
+            }
+            self.rows.push(DirRow {
+                tenant: tenant.to_owned(),
+                path: dir.as_str().to_owned(),
+                parent: parent_of(dir),
+                name: dir.name().unwrap_or("").to_owned(),
+                time: commit.time,
+                seq: i64::try_from(commit.stream_seq).unwrap_or(i64::MAX),
+            });
+        }
     }
-    sqlx::query(
-        "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
-         SELECT $1, d.path, d.parent, d.name, 'dir', 'available', $5, $6
-         FROM unnest($2::text[], $3::text[], $4::text[]) AS d(path, parent, name)
-         ON CONFLICT (tenant, path) DO UPDATE SET kind = 'dir', status = 'available',
-            size = NULL, sha256 = NULL, content_type = NULL, version = NULL,
-            modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
-         WHERE entries.status = 'scanning'",
-    )
-    .bind(tenant)
-    .bind(dirs.iter().map(|d| d.as_str()).collect::<Vec<_>>())
-    .bind(dirs.iter().map(parent_of).collect::<Vec<_>>())
-    .bind(
-        dirs.iter()
-            .map(|d| d.name().unwrap_or(""))
-            .collect::<Vec<_>>(),
-    )
-    .bind(commit.time)
-    .bind(commit.stream_seq as i64)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+
+    /// Writes the gathered directories (nothing when there are none).
+    pub async fn flush(&mut self, tx: Tx<'_, '_>) -> Result<(), ProjectorError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        self.seen.clear();
+        sqlx::query(
+            "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at, updated_seq)
+             SELECT d.tenant, d.path, d.parent, d.name, 'dir', 'available', d.time, d.seq
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                         $6::bigint[]) AS d(tenant, path, parent, name, time, seq)
+             ON CONFLICT (tenant, path) DO UPDATE SET kind = 'dir', status = 'available',
+                size = NULL, sha256 = NULL, content_type = NULL, version = NULL,
+                modified_at = EXCLUDED.modified_at, updated_seq = EXCLUDED.updated_seq
+             WHERE entries.status = 'scanning'",
+        )
+        .bind(rows.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.path.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.parent.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A file version an entry showed at a path.

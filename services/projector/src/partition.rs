@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::apply::{apply_events, task_events};
 use crate::audit::{ChainHeads, TaskContexts, Writes};
+use crate::catalogue::PendingDirs;
 use crate::tasks::TaskChanges;
 use crate::ProjectorError;
 
@@ -319,6 +320,7 @@ async fn apply_batch_as(
         tasks.flush(&mut tx).await?;
     }
     let mut applied = 0;
+    let mut dirs = PendingDirs::default();
     for entry in batch.iter().filter(|e| e.seq() > done) {
         let tenant = match admit(entry, partition, partitions, &parked) {
             Admission::Apply(tenant) => tenant,
@@ -342,7 +344,8 @@ async fn apply_batch_as(
             Isolation::Optimistic => match entry {
                 Entry::Commit(commit) => {
                     let events = decoded.remove(&commit.stream_seq).unwrap_or_default();
-                    apply_events(&mut tx, commit, &events, &mut heads, Writes::Deferred)
+                    let deferred = Writes::Deferred;
+                    apply_events(&mut tx, commit, &events, &mut heads, deferred, &mut dirs)
                         .await
                         .map(|advance| heads.advance(advance))
                 }
@@ -366,6 +369,7 @@ async fn apply_batch_as(
             }
         }
     }
+    dirs.flush(&mut tx).await?;
     heads.flush(&mut tx).await?;
     projection::advance_partition(&mut tx, partition, last.seq()).await?;
     tx.commit().await?;
@@ -420,7 +424,21 @@ pub(crate) async fn apply_one(
     };
     let events = task_events(commit)?;
     let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-    match apply_events(&mut savepoint, commit, &events, heads, Writes::Immediate).await {
+    let mut dirs = PendingDirs::default();
+    let applied = match apply_events(
+        &mut savepoint,
+        commit,
+        &events,
+        heads,
+        Writes::Immediate,
+        &mut dirs,
+    )
+    .await
+    {
+        Ok(advance) => dirs.flush(&mut savepoint).await.map(|()| advance),
+        Err(e) => Err(e),
+    };
+    match applied {
         Ok(advance) => {
             savepoint.commit().await?;
             heads.advance(advance);

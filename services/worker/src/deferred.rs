@@ -14,6 +14,8 @@ use events::TenantId;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::failures::seq;
+
 /// What a set-aside work item waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -183,10 +185,6 @@ pub async fn waiting(pool: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-fn seq(log_seq: u64) -> i64 {
-    i64::try_from(log_seq).unwrap_or(i64::MAX)
-}
-
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -232,31 +230,23 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
+    /// Sets aside the work at `seq` of `t`, waiting as `wait` says.
+    async fn set_aside(pool: &PgPool, t: &str, seq: u64, wait: Wait) {
+        defer(pool, &tenant(t), seq, Uuid::new_v4(), wait)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn due_work_is_taken_round_robin_over_tenants_and_by_one_taker_only() {
         let (_db, pool) = pool().await;
         // The hog queued first and most; the other tenants' only items still come next.
+        let now = Wait::For(Duration::ZERO);
         for seq in 1..=20 {
-            defer(
-                &pool,
-                &tenant("hog"),
-                seq,
-                Uuid::nil(),
-                Wait::For(Duration::ZERO),
-            )
-            .await
-            .unwrap();
+            set_aside(&pool, "hog", seq, now).await;
         }
         for (seq, t) in [(30, "a"), (31, "b")] {
-            defer(
-                &pool,
-                &tenant(t),
-                seq,
-                Uuid::nil(),
-                Wait::For(Duration::ZERO),
-            )
-            .await
-            .unwrap();
+            set_aside(&pool, t, seq, now).await;
         }
         let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
         let first = take_due(&pool, one, LEASE, 2, 4).await.unwrap();
@@ -302,15 +292,7 @@ mod tests {
         let (blocker, unrelated) = (Uuid::new_v4(), Uuid::new_v4());
         open_task(&pool, "acme", blocker).await;
         open_task(&pool, "acme", unrelated).await;
-        defer(
-            &pool,
-            &tenant("acme"),
-            10,
-            Uuid::new_v4(),
-            Wait::Task(blocker),
-        )
-        .await
-        .unwrap();
+        set_aside(&pool, "acme", 10, Wait::Task(blocker)).await;
         let me = Uuid::new_v4();
         assert!(take_due(&pool, me, LEASE, 8, 8).await.unwrap().is_empty());
         // Another task's end, or the same id in another tenant, wakes nothing.
@@ -331,28 +313,12 @@ mod tests {
         let (_db, pool) = pool().await;
         let blocker = Uuid::new_v4();
         open_task(&pool, "acme", blocker).await;
-        defer(
-            &pool,
-            &tenant("acme"),
-            10,
-            Uuid::new_v4(),
-            Wait::Task(blocker),
-        )
-        .await
-        .unwrap();
+        set_aside(&pool, "acme", 10, Wait::Task(blocker)).await;
         assert_eq!(wake_orphans(&pool).await.unwrap(), 0, "its blocker is open");
         close_task(&pool, blocker).await;
         assert_eq!(wake_orphans(&pool).await.unwrap(), 1);
         // Set aside behind a task that has already ended: due at once, never stranded.
-        defer(
-            &pool,
-            &tenant("acme"),
-            11,
-            Uuid::new_v4(),
-            Wait::Task(blocker),
-        )
-        .await
-        .unwrap();
+        set_aside(&pool, "acme", 11, Wait::Task(blocker)).await;
         let taken = take_due(&pool, Uuid::new_v4(), LEASE, 8, 8).await.unwrap();
         let mut seqs: Vec<i64> = taken.iter().map(|t| t.log_seq).collect();
         seqs.sort_unstable();
@@ -363,24 +329,8 @@ mod tests {
     #[tokio::test]
     async fn a_lease_runs_out_unless_renewed_and_a_delay_is_kept() {
         let (_db, pool) = pool().await;
-        defer(
-            &pool,
-            &tenant("acme"),
-            5,
-            Uuid::nil(),
-            Wait::For(Duration::ZERO),
-        )
-        .await
-        .unwrap();
-        defer(
-            &pool,
-            &tenant("acme"),
-            6,
-            Uuid::nil(),
-            Wait::For(Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap();
+        set_aside(&pool, "acme", 5, Wait::For(Duration::ZERO)).await;
+        set_aside(&pool, "acme", 6, Wait::For(Duration::from_secs(3600))).await;
         let (dead, alive) = (Uuid::new_v4(), Uuid::new_v4());
         let short = Duration::from_millis(300);
         let taken = take_due(&pool, dead, short, 8, 8).await.unwrap();

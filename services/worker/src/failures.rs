@@ -31,6 +31,7 @@ pub async fn clear(pool: &PgPool, log_seq: u64) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
-fn seq(log_seq: u64) -> i64 {
+/// A log position as stored (`BIGINT`).
+pub(crate) fn seq(log_seq: u64) -> i64 {
     i64::try_from(log_seq).unwrap_or(i64::MAX)
 }

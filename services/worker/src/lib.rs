@@ -11,11 +11,15 @@
 //!    how; [`resume`] runs set-aside work);
 //! 2. it loads the task from the log; a terminal task is just acknowledged (redelivery);
 //! 3. a pending task gets its access decided again (a permission withdrawn since the request
-//!    fails it `forbidden`, see [`access`]) and its preconditions checked against storage — a violated one is a
-//!    task failure with a stable code — and is then marked `running` (`task.started`);
-//! 4. the effect is performed in a redo-safe way (a task found `running` again after a crash
-//!    re-runs it without re-checking, since the first attempt may have completed it);
-//! 5. the outcome is committed (`task.succeeded` with the domain fact, or `task.failed`).
+//!    fails it `forbidden`, see [`access`]) and its preconditions checked against the
+//!    catalogue — a violated one is a task failure with a stable code (after `task.started`,
+//!    so the attempt counts);
+//! 4. commands change only the catalogue, so deciding is the whole effect: the outcome is
+//!    committed with the domain fact, and a pending task is started in the same commit
+//!    (`task.started` + `dir.created`/`entry.*` + `task.succeeded`); a recursive command
+//!    first reports every entry of its tree in chunks (started before the first chunk;
+//!    a task found `running` after a crash goes on from what it reported);
+//! 5. uploads run the same way once scanned clean, with the blob published first (redo-safe).
 //!
 //! Transient storage errors are Nak'ed with backoff; after [`MAX_ATTEMPTS`] failed attempts
 //! the task is dead-lettered instead, so every task reaches a terminal state. Uploads are
