@@ -41,4 +41,4 @@ mod tenant_slots;
 mod tree_report;
 
 pub use failures::MAX_ATTEMPTS;
-pub use run::{run, WorkerDeps, FAILURE_BACKOFF, SLOT_WAIT, TURN_WAIT, WAIT_BACKOFF};
+pub use run::{run, WorkerDeps, FAILURE_BACKOFF, SLOT_RETRY, SLOT_WAIT, TURN_WAIT, WAIT_BACKOFF};

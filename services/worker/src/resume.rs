@@ -268,7 +268,7 @@ async fn resume_one(worker: &Worker, item: Taken) {
 async fn decide(worker: &Worker, commit: &LoggedCommit, attempt: i64) -> Decision {
     match Vec::<TaskEvent>::decode(commit) {
         Ok(events) => match Work::of(&events) {
-            Some(work) => worker.work(commit, work, attempt, false).await,
+            Some(work) => worker.work(commit, work, attempt).await,
             None => Decision::Done,
         },
         Err(e) => {

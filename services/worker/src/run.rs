@@ -44,9 +44,13 @@ use crate::tenant_slots::TenantSlots;
 pub const TURN_WAIT: Duration = Duration::from_secs(1);
 /// Longest a delivery waits in line for a slot of its tenant before it is set aside.
 pub const SLOT_WAIT: Duration = Duration::from_secs(1);
-/// When work set aside for a tenant slot or the projection is due again, by how often it was
-/// tried (a task waiting for another is due when that one ends instead).
+/// When work set aside for the projection is due again, by how often it was tried (a task
+/// waiting for another is due when that one ends instead).
 pub const WAIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// When work set aside for a tenant slot is due again. Not growing with the tries: the item
+/// then waits in its tenant's line like a new delivery, so it is not overtaken for ever by
+/// the tenant's newer work, and a growing delay would only leave slots idle.
+pub const SLOT_RETRY: Duration = Duration::from_millis(100);
 /// Delays after failed attempts (1 s doubling to 60 s).
 pub const FAILURE_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
@@ -179,7 +183,7 @@ impl Handler for Worker {
             return Outcome::Done;
         };
         let commit = &delivery.commit;
-        match self.work(commit, work, delivery.delivered, true).await {
+        match self.work(commit, work, delivery.delivered).await {
             Decision::Done => {
                 if delivery.delivered > 1 {
                     // A redelivery may have been set aside before (crash before the ack).
@@ -219,20 +223,10 @@ pub(crate) fn task_id_of(commit: &LoggedCommit) -> uuid::Uuid {
 
 impl Worker {
     /// Decides and, when it is its turn, runs the work `commit` queued; `attempt` counts the
-    /// tries so far (this one included). A delivery may wait in its tenant's line for a slot
-    /// (`wait_in_line`); set-aside work being resumed never does.
-    pub(crate) async fn work(
-        &self,
-        commit: &LoggedCommit,
-        work: Work,
-        attempt: i64,
-        wait_in_line: bool,
-    ) -> Decision {
-        let slot = if wait_in_line {
-            self.tenants.take_or_wait(&commit.tenant, SLOT_WAIT).await
-        } else {
-            self.tenants.try_take(&commit.tenant)
-        };
+    /// tries so far (this one included). A delivery and a set-aside item alike wait in their
+    /// tenant's line for a slot first.
+    pub(crate) async fn work(&self, commit: &LoggedCommit, work: Work, attempt: i64) -> Decision {
+        let slot = self.tenants.take_or_wait(&commit.tenant, SLOT_WAIT).await;
         let Some(_tenant_slot) = slot else {
             return self.not_yet(NotYet::TenantBusy, attempt);
         };
@@ -256,11 +250,10 @@ impl Worker {
     }
 
     fn not_yet(&self, not_yet: NotYet, attempt: i64) -> Decision {
-        let later = Wait::For(WAIT_BACKOFF.delay(attempt));
         let (wait, reason) = match not_yet {
             NotYet::After(task) => (Wait::Task(task), "turn"),
-            NotYet::TenantBusy => (later, "tenant_cap"),
-            NotYet::Unprojected => (later, "projection"),
+            NotYet::TenantBusy => (Wait::For(SLOT_RETRY), "tenant_cap"),
+            NotYet::Unprojected => (Wait::For(WAIT_BACKOFF.delay(attempt)), "projection"),
         };
         Decision::Defer { wait, reason }
     }
