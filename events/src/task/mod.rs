@@ -12,6 +12,7 @@ mod aggregate;
 mod command;
 mod event;
 mod idempotency;
+pub mod mkdir;
 mod spec;
 mod verdict;
 

@@ -6,7 +6,10 @@
 //! Only `available` files and directories count as existing for commands: a file still being
 //! scanned or quarantined is not something a move, copy or delete can act on.
 
+use std::collections::HashMap;
+
 use events::quota::Usage;
+use events::task::mkdir::{FileState, Held};
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
 
@@ -59,6 +62,36 @@ pub async fn longest_path_in_subtree(
     .fetch_one(pool)
     .await?;
     Ok(longest.and_then(|l| usize::try_from(l).ok()))
+}
+
+/// What the catalogue holds at each of `paths` (whatever its status), for decisions that
+/// need a path and its ancestors at once (`events::task::mkdir`): one query.
+pub async fn held_at(
+    pool: &PgPool,
+    t: &TenantId,
+    paths: &[FilePath],
+) -> Result<HashMap<String, Held>, sqlx::Error> {
+    let names: Vec<&str> = paths.iter().map(FilePath::as_str).collect();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT path, kind, status FROM entries WHERE tenant = $1 AND path = ANY($2)",
+    )
+    .bind(t.as_str())
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(path, kind, status)| {
+            let held = match (kind.as_str(), status.as_str()) {
+                ("dir", _) => Held::Dir,
+                (_, "available") => Held::File(FileState::Available),
+                (_, "quarantined") => Held::File(FileState::Quarantined),
+                // `scanning`, and any state a newer schema may add: not there yet.
+                _ => Held::File(FileState::Scanning),
+            };
+            (path, held)
+        })
+        .collect())
 }
 
 /// The kind of the available entry at `p` (the root is always a directory).

@@ -1,5 +1,6 @@
-//! Which directories a task brings into existence, so each gets its own `dir.created` event
-//! (API.md Events: "every entry that comes into existence ... has its own event").
+//! Which directories an upload brings into existence, so each gets its own `dir.created` event
+//! (API.md Events: "every entry that comes into existence ... has its own event"); a
+//! `mkdir -p` decides the same from its one precondition lookup (`events::task::mkdir`).
 //!
 //! Decided from the catalogue (the log's own view of what exists), not from storage: storage
 //! may already hold the directories of an interrupted earlier attempt, the catalogue does not
@@ -7,25 +8,8 @@
 //! every other task touching an ancestor from running in between, so a redo computes the
 //! same answer: the events are deterministic and redo-safe.
 
-use events::task::FileCommand;
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
-
-/// The strict ancestors of a `mkdir -p` path the catalogue does not hold as directories, top
-/// down (empty for every other command).
-pub async fn created_parents(
-    pool: &PgPool,
-    tenant: &TenantId,
-    cmd: &FileCommand,
-) -> Result<Vec<FilePath>, sqlx::Error> {
-    match cmd {
-        FileCommand::Mkdir {
-            path,
-            parents: true,
-        } => missing_ancestors(pool, tenant, path).await,
-        _ => Ok(Vec::new()),
-    }
-}
 
 /// The strict ancestors of `path` (never the root) the catalogue does not hold as
 /// directories, top down: what creating `path` with its parents brings into existence.

@@ -57,6 +57,14 @@ async fn require_dir(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<(), Ef
     }
 }
 
+/// What a command that may succeed brings about beyond its own fact.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The directories above a `mkdir -p` path it creates, top down (each gets its own
+    /// `dir.created`, see `created.rs`); empty for every other command.
+    pub created_parents: Vec<FilePath>,
+}
+
 /// Checks what must hold for the command to succeed (a copy must also fit the quota: the
 /// API refused what it could foresee, but copies and uploads accepted meanwhile count too).
 pub async fn check_preconditions(
@@ -64,22 +72,15 @@ pub async fn check_preconditions(
     quota: Limits,
     t: &TenantId,
     cmd: &FileCommand,
-) -> Result<(), EffectError> {
-    match cmd {
+) -> Result<Checked, EffectError> {
+    let checked = match cmd {
         FileCommand::Mkdir { path, parents } => {
-            match catalogue::kind_of(pool, t, path).await? {
-                Some(EntryKind::Dir) if *parents => return Ok(()),
-                Some(_) => return Err(fail("already_exists", format!("{path} already exists"))),
-                None => {}
-            }
-            if *parents {
-                if let Some(file) = catalogue::file_ancestor(pool, t, path).await? {
-                    return Err(fail("conflict", format!("{file} is not a directory")));
-                }
-            } else if let Some(parent) = path.parent() {
-                require_dir(pool, t, &parent).await?;
-            }
-            Ok(())
+            let held =
+                catalogue::held_at(pool, t, &events::task::mkdir::paths_to_look_up(path)).await?;
+            let decided =
+                events::task::mkdir::decide(path, *parents, |p| held.get(p.as_str()).copied());
+            let created_parents = decided.map_err(EffectError::Permanent)?;
+            return Ok(Checked { created_parents });
         }
         FileCommand::Delete { path, recursive } => {
             if path.is_root() {
@@ -133,7 +134,8 @@ pub async fn check_preconditions(
             }
             Ok(())
         }
-    }
+    };
+    checked.map(|()| Checked::default())
 }
 
 #[cfg(test)]

@@ -32,7 +32,6 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use crate::created;
 use crate::deferred::{self, Wait};
 use crate::effects::{self, EffectError};
 use crate::failures;
@@ -293,11 +292,9 @@ impl Worker {
         metrics::histogram!("fe_worker_effect_seconds", "op" => cmd.op().as_str())
             .record(started.elapsed().as_secs_f64());
         match result {
-            Ok(()) => {
+            Ok(checked) => {
                 crate::tree_report::report_entries(deps, commit, &mut loaded, &cmd).await?;
-                let created_parents = created::created_parents(&deps.pool, &commit.tenant, &cmd)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let created_parents = checked.created_parents;
                 let succeed = TaskCommand::StartAndSucceed { created_parents };
                 execute(deps, commit, Some(&mut loaded), succeed).await?;
                 metrics::counter!("fe_tasks_finished_total", "op" => cmd.op().as_str(), "status" => "succeeded").increment(1);
