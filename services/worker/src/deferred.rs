@@ -69,6 +69,34 @@ pub async fn defer(
     .map(|_| ())
 }
 
+/// How [`take_due`] finds due items without reading every one: the tenants with items not
+/// waiting for a task, one index step each (a loose index scan: PostgreSQL has no skip scan),
+/// then at most `$3` of each tenant's oldest due items, one index range each; ranked round robin
+/// and cut at `$4`. Its cost grows with the number of tenants, not with a tenant's backlog.
+pub const TAKE_DUE_SQL: &str = "WITH RECURSIVE tenants AS (
+    (SELECT tenant FROM worker_deferred WHERE blocked_by IS NULL ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT w.tenant FROM worker_deferred w
+             WHERE w.blocked_by IS NULL AND w.tenant > t.tenant ORDER BY w.tenant LIMIT 1)
+      FROM tenants t WHERE t.tenant IS NOT NULL
+), due AS (
+    SELECT d.log_seq, d.rank FROM tenants t,
+           LATERAL (SELECT w.log_seq, row_number() OVER (ORDER BY w.log_seq) AS rank
+                      FROM worker_deferred w
+                     WHERE w.tenant = t.tenant AND w.blocked_by IS NULL
+                       AND w.not_before <= now()
+                     ORDER BY w.log_seq LIMIT $3) d
+     WHERE t.tenant IS NOT NULL
+), picked AS (
+    SELECT log_seq FROM due ORDER BY rank, log_seq LIMIT $4
+)
+UPDATE worker_deferred d
+   SET not_before = now() + $2 * interval '1 microsecond', lease_owner = $1,
+       picks = d.picks + 1
+  FROM picked
+ WHERE d.log_seq = picked.log_seq AND d.blocked_by IS NULL AND d.not_before <= now()
+RETURNING d.log_seq, d.tenant, d.picks";
+
 /// Takes up to `limit` due items, at most `per_tenant` of each tenant, round robin over
 /// tenants (every tenant's oldest item before any tenant's second), leased to `owner` for
 /// `lease`.
@@ -79,27 +107,13 @@ pub async fn take_due(
     per_tenant: usize,
     limit: usize,
 ) -> Result<Vec<Taken>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH due AS (
-             SELECT log_seq, row_number() OVER (PARTITION BY tenant ORDER BY log_seq) AS rank
-               FROM worker_deferred
-              WHERE blocked_by IS NULL AND not_before <= now()
-         ), picked AS (
-             SELECT log_seq FROM due WHERE rank <= $3 ORDER BY rank, log_seq LIMIT $4
-         )
-         UPDATE worker_deferred d
-            SET not_before = now() + $2 * interval '1 microsecond', lease_owner = $1,
-                picks = d.picks + 1
-           FROM picked
-          WHERE d.log_seq = picked.log_seq AND d.blocked_by IS NULL AND d.not_before <= now()
-         RETURNING d.log_seq, d.tenant, d.picks",
-    )
-    .bind(owner)
-    .bind(micros(lease))
-    .bind(count(per_tenant))
-    .bind(count(limit))
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(TAKE_DUE_SQL)
+        .bind(owner)
+        .bind(micros(lease))
+        .bind(count(per_tenant))
+        .bind(count(limit))
+        .fetch_all(pool)
+        .await
 }
 
 /// Makes due the items that wait for one of `ended` (tasks announced terminal).
@@ -357,5 +371,60 @@ mod tests {
         renew(&pool, alive, &[5], LEASE).await.unwrap();
         release(&pool, dead).await.unwrap();
         assert!(take_due(&pool, dead, LEASE, 8, 8).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn taking_due_work_reads_a_few_index_entries_per_tenant_not_the_backlog() {
+        let (_db, pool) = pool().await;
+        sqlx::query(
+            "INSERT INTO worker_deferred (log_seq, tenant, task_id)
+             SELECT i, CASE WHEN i % 1000 = 0 THEN 'small-' || i ELSE 'hog' END,
+                    gen_random_uuid()
+               FROM generate_series(1, 30000) AS i",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE worker_deferred")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {TAKE_DUE_SQL}"
+        ))
+        .bind(Uuid::new_v4())
+        .bind(micros(LEASE))
+        .bind(4i64)
+        .bind(8i64)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("worker_deferred_ready"), "{plan}");
+        // No step of the plan handles more than a few rows (ranking every due row would
+        // handle the hog's 29,970).
+        let most_rows = plan
+            .split("actual rows=")
+            .skip(1)
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        assert!(most_rows < 100, "{most_rows} rows in one step:\n{plan}");
+        assert!(!plan.contains("Seq Scan on worker_deferred"), "{plan}");
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM worker_deferred WHERE lease_owner IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        // 30 small tenants' oldest first, round robin: the hog gets one of the eight.
+        assert_eq!(taken, 8);
+        let hog: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM worker_deferred WHERE lease_owner IS NOT NULL AND tenant = 'hog'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(hog, 1, "one per tenant before any tenant's second");
     }
 }
