@@ -8,6 +8,7 @@
 //! every other task touching an ancestor from running in between, so a redo computes the
 //! same answer: the events are deterministic and redo-safe.
 
+use events::task::mkdir::Held;
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
 
@@ -25,16 +26,9 @@ pub async fn missing_ancestors(
     if ancestors.is_empty() {
         return Ok(Vec::new());
     }
-    let names: Vec<&str> = ancestors.iter().map(FilePath::as_str).collect();
-    let existing: Vec<String> = sqlx::query_scalar(
-        "SELECT path FROM entries WHERE tenant = $1 AND kind = 'dir' AND path = ANY($2)",
-    )
-    .bind(tenant.as_str())
-    .bind(&names)
-    .fetch_all(pool)
-    .await?;
+    let held = platform::catalogue::held_at(pool, tenant, &ancestors).await?;
     Ok(ancestors
         .into_iter()
-        .filter(|a| !existing.iter().any(|e| e == a.as_str()))
+        .filter(|a| held.get(a.as_str()) != Some(&Held::Dir))
         .collect())
 }
