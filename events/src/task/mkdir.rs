@@ -29,6 +29,16 @@ pub fn paths_to_look_up(path: &FilePath) -> Vec<FilePath> {
     path.ancestors_and_self().filter(|p| !p.is_root()).collect()
 }
 
+/// The strict ancestors of `path` (never the root) that are not directories yet, top down:
+/// what creating `path` with its parents brings into existence (a `mkdir -p`, an upload).
+/// `held` answers for the paths of [`paths_to_look_up`].
+pub fn missing_parents(path: &FilePath, held: impl Fn(&FilePath) -> Option<Held>) -> Vec<FilePath> {
+    paths_to_look_up(path)
+        .into_iter()
+        .filter(|a| a != path && held(a) != Some(Held::Dir))
+        .collect()
+}
+
 /// The directories above `path` that `mkdir` (with `parents`) brings into existence, top
 /// down, or why it fails. `held` answers for the paths of [`paths_to_look_up`].
 pub fn decide(
@@ -52,16 +62,13 @@ pub fn decide(
         Some(_) => return Err(exists()),
         None => {}
     }
-    let strict_ancestors: Vec<FilePath> = paths_to_look_up(path)
-        .into_iter()
-        .filter(|a| a != path)
-        .collect();
     if parents {
-        let blocking_file = strict_ancestors.iter().rev().find(|a| {
-            matches!(
-                held(a),
-                Some(Held::File(FileState::Available | FileState::Quarantined))
-            )
+        let blocking_file = paths_to_look_up(path).into_iter().rev().find(|a| {
+            a != path
+                && matches!(
+                    held(a),
+                    Some(Held::File(FileState::Available | FileState::Quarantined))
+                )
         });
         if let Some(file) = blocking_file {
             return Err(TaskFailure::new(
@@ -69,10 +76,7 @@ pub fn decide(
                 format!("{file} is not a directory"),
             ));
         }
-        return Ok(strict_ancestors
-            .into_iter()
-            .filter(|a| held(a) != Some(Held::Dir))
-            .collect());
+        return Ok(missing_parents(path, held));
     }
     if let Some(parent) = path.parent() {
         match available(&parent) {

@@ -8,7 +8,7 @@
 //! every other task touching an ancestor from running in between, so a redo computes the
 //! same answer: the events are deterministic and redo-safe.
 
-use events::task::mkdir::Held;
+use events::task::mkdir;
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
 
@@ -19,16 +19,12 @@ pub async fn missing_ancestors(
     tenant: &TenantId,
     path: &FilePath,
 ) -> Result<Vec<FilePath>, sqlx::Error> {
-    let ancestors: Vec<FilePath> = path
-        .ancestors_and_self()
-        .filter(|a| !a.is_root() && a != path)
-        .collect();
-    if ancestors.is_empty() {
+    if path.parent().is_none_or(|parent| parent.is_root()) {
         return Ok(Vec::new());
     }
+    let ancestors = mkdir::paths_to_look_up(path);
     let held = platform::catalogue::held_at(pool, tenant, &ancestors).await?;
-    Ok(ancestors
-        .into_iter()
-        .filter(|a| held.get(a.as_str()) != Some(&Held::Dir))
-        .collect())
+    Ok(mkdir::missing_parents(path, |p| {
+        held.get(p.as_str()).copied()
+    }))
 }

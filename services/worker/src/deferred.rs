@@ -30,7 +30,6 @@ pub enum Wait {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Taken {
     pub log_seq: i64,
-    pub tenant: String,
     /// How often the item was taken so far, this time included.
     pub picks: i32,
 }
@@ -95,7 +94,7 @@ UPDATE worker_deferred d
        picks = d.picks + 1
   FROM picked
  WHERE d.log_seq = picked.log_seq AND d.blocked_by IS NULL AND d.not_before <= now()
-RETURNING d.log_seq, d.tenant, d.picks";
+RETURNING d.log_seq, d.picks";
 
 /// Takes up to `limit` due items, at most `per_tenant` of each tenant, round robin over
 /// tenants (every tenant's oldest item before any tenant's second), leased to `owner` for
@@ -114,6 +113,21 @@ pub async fn take_due(
         .bind(count(limit))
         .fetch_all(pool)
         .await
+}
+
+/// Makes the item at `log_seq`, which is set aside already, due again after `delay` (a
+/// transient failure), giving its lease back.
+pub async fn postpone(pool: &PgPool, log_seq: u64, delay: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE worker_deferred
+            SET not_before = now() + $2 * interval '1 microsecond', lease_owner = NULL
+          WHERE log_seq = $1",
+    )
+    .bind(seq(log_seq))
+    .bind(micros(delay))
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 /// Makes due the items that wait for one of `ended` (tasks announced terminal).

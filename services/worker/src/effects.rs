@@ -12,7 +12,7 @@
 //! the same outcome: there is nothing to redo.
 
 use events::quota::{self, Limits};
-use events::task::{FileCommand, TaskFailure};
+use events::task::{mkdir, FileCommand, TaskFailure};
 use events::{FilePath, TenantId};
 use platform::catalogue::{self, EntryKind};
 use sqlx::PgPool;
@@ -75,12 +75,11 @@ pub async fn check_preconditions(
 ) -> Result<Checked, EffectError> {
     let checked = match cmd {
         FileCommand::Mkdir { path, parents } => {
-            let held =
-                catalogue::held_at(pool, t, &events::task::mkdir::paths_to_look_up(path)).await?;
-            let decided =
-                events::task::mkdir::decide(path, *parents, |p| held.get(p.as_str()).copied());
-            let created_parents = decided.map_err(EffectError::Permanent)?;
-            return Ok(Checked { created_parents });
+            let held = catalogue::held_at(pool, t, &mkdir::paths_to_look_up(path)).await?;
+            let decided = mkdir::decide(path, *parents, |p| held.get(p.as_str()).copied());
+            return decided
+                .map(|created_parents| Checked { created_parents })
+                .map_err(EffectError::Permanent);
         }
         FileCommand::Delete { path, recursive } => {
             if path.is_root() {

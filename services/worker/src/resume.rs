@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::deferred::{self, Taken, Wait};
+use crate::deferred::{self, Taken};
 use crate::run::{Decision, Work, Worker, FAILURE_BACKOFF};
 
 /// Longest a due item waits for a free slot to be noticed.
@@ -118,22 +118,24 @@ impl Resumer {
         let pool = &self.worker.deps.pool;
         let mut ended = Vec::new();
         let mut lagged = false;
-        let mut next = Some(first);
-        while let Some(received) = next.take() {
-            match received {
+        let mut received = Some(first);
+        while let Some(one) = received.take() {
+            match one {
                 Ok(payload) => ended.extend(platform::settled::parse_announcement(&payload)),
                 Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
                 Err(broadcast::error::RecvError::Closed) => *feed = None,
             }
-            if ended.len() < WAKE_BATCH {
-                next = feed.as_mut().and_then(|f| match f.try_recv() {
-                    Ok(p) => Some(Ok(p)),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                        Some(Err(broadcast::error::RecvError::Lagged(n)))
-                    }
-                    Err(_) => None,
-                });
+            if ended.len() >= WAKE_BATCH {
+                break;
             }
+            // Whatever is queued already goes into the same statement.
+            received = match feed.as_mut().map(broadcast::Receiver::try_recv) {
+                Some(Ok(payload)) => Some(Ok(payload)),
+                Some(Err(broadcast::error::TryRecvError::Lagged(n))) => {
+                    Some(Err(broadcast::error::RecvError::Lagged(n)))
+                }
+                _ => None,
+            };
         }
         let woken = if lagged {
             deferred::wake_orphans(pool).await
@@ -242,14 +244,7 @@ async fn resume_one(worker: &Worker, item: Taken) {
         }
         Err(e @ (EventLogError::Nats(_) | EventLogError::Timeout(_))) => {
             tracing::warn!(error = %e, "worker: set-aside work not readable now, will retry");
-            let tenant = events::TenantId::parse(&item.tenant);
-            match tenant {
-                Ok(tenant) => {
-                    let later = Wait::For(FAILURE_BACKOFF.delay(attempt));
-                    deferred::defer(pool, &tenant, seq, Uuid::nil(), later).await
-                }
-                Err(_) => deferred::settle(pool, seq).await,
-            }
+            deferred::postpone(pool, seq, FAILURE_BACKOFF.delay(attempt)).await
         }
         Err(e) => {
             // Set aside only after its delivery was read and decoded: not reachable unless the
@@ -284,18 +279,13 @@ async fn record(
     commit: &LoggedCommit,
     decision: Decision,
 ) -> Result<(), sqlx::Error> {
-    let pool = &worker.deps.pool;
-    let (tenant, seq) = (&commit.tenant, commit.stream_seq);
-    let task_id = crate::run::task_id_of(commit);
+    let (pool, seq) = (&worker.deps.pool, commit.stream_seq);
     match decision {
         Decision::Done => deferred::settle(pool, seq).await,
-        Decision::Defer { wait, reason } => {
-            metrics::counter!("fe_worker_released_total", "reason" => reason).increment(1);
-            deferred::defer(pool, tenant, seq, task_id, wait).await
-        }
+        Decision::Defer { wait, reason } => worker.set_aside(commit, wait, reason).await,
         Decision::Retry { reason, delay } => {
             tracing::warn!(%reason, "worker: set-aside work failed, will retry");
-            deferred::defer(pool, tenant, seq, task_id, Wait::For(delay)).await
+            deferred::postpone(pool, seq, delay).await
         }
     }
 }

@@ -191,29 +191,20 @@ impl Handler for Worker {
                 Outcome::Done
             }
             Decision::Retry { reason, delay } => Outcome::retry(reason, delay),
-            Decision::Defer { wait, reason } => {
-                let task_id = task_id_of(commit);
-                let pool = &self.deps.pool;
-                match deferred::defer(pool, &commit.tenant, commit.stream_seq, task_id, wait).await
-                {
-                    Ok(()) => {
-                        metrics::counter!("fe_worker_released_total", "reason" => reason)
-                            .increment(1);
-                        Outcome::Done
-                    }
-                    Err(e) => Outcome::retry(
-                        format!("setting the work aside failed: {e}"),
-                        WAIT_BACKOFF.delay(delivery.delivered),
-                    ),
-                }
-            }
+            Decision::Defer { wait, reason } => match self.set_aside(commit, wait, reason).await {
+                Ok(()) => Outcome::Done,
+                Err(e) => Outcome::retry(
+                    format!("setting the work aside failed: {e}"),
+                    WAIT_BACKOFF.delay(delivery.delivered),
+                ),
+            },
         }
     }
 }
 
 /// The task id of a task commit (`<tenant>.<task id>`); nil for another shape, which only
 /// labels the set-aside row.
-pub(crate) fn task_id_of(commit: &LoggedCommit) -> uuid::Uuid {
+fn task_id_of(commit: &LoggedCommit) -> uuid::Uuid {
     platform::event_log::subject::split_aggregate_id(&commit.aggregate_id)
         .ok()
         .and_then(|(_, id)| uuid::Uuid::parse_str(id).ok())
@@ -246,6 +237,20 @@ impl Worker {
             Ok(Step::NotYet(not_yet)) => self.not_yet(not_yet, attempt),
             Err(reason) => self.failed(commit, attempt, reason).await,
         }
+    }
+
+    /// Sets the work `commit` queued aside until `wait` is over (again, if it was already),
+    /// counted under `reason`.
+    pub(crate) async fn set_aside(
+        &self,
+        commit: &LoggedCommit,
+        wait: Wait,
+        reason: &'static str,
+    ) -> Result<(), sqlx::Error> {
+        let (pool, tenant, seq) = (&self.deps.pool, &commit.tenant, commit.stream_seq);
+        deferred::defer(pool, tenant, seq, task_id_of(commit), wait).await?;
+        metrics::counter!("fe_worker_released_total", "reason" => reason).increment(1);
+        Ok(())
     }
 
     fn not_yet(&self, not_yet: NotYet, attempt: i64) -> Decision {

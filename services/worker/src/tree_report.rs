@@ -5,9 +5,9 @@
 //! The entries come from the catalogue page by page (path order; the worker's turn keeps the
 //! tree unchanged until the task ends) and are appended to the task in chunks of
 //! [`REPORT_CHUNK`] (`TaskCommand::ReportEntries`), before the success, so neither the
-//! worker's memory nor a commit grows with the tree (NATS caps a message at 1 MiB by default). The task counts the entries it
-//! reported (`Task::reported`): a redelivery after a crash lists the tree again from there,
-//! so no entry is reported twice and none is missed. Entries replaced at the target of an
+//! worker's memory nor a commit grows with the tree (NATS caps a message at 1 MiB by default).
+//! The task counts the entries it reported (`Task::reported`): a redelivery after a crash
+//! lists the tree again from there, so no entry is reported twice and none is missed. Entries replaced at the target of an
 //! overwriting move or copy are not reported one by one (the root's event names the target).
 
 use events::task::{FileCommand, Task, TaskCommand};
