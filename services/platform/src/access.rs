@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use events::acl::{AclIndex, AclRule, Effect, Existing, Permission, Subject};
+use events::task::mkdir::Held;
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -21,8 +22,6 @@ pub enum AccessReadError {
     Db(#[from] sqlx::Error),
     #[error("ACL rule {0} in the read model is corrupt")]
     CorruptRule(Uuid),
-    #[error("catalogue entry kind {0:?} is unknown")]
-    CorruptEntry(String),
 }
 
 /// The stream sequence of the tenant's latest ACL event (0 when it has none): the version
@@ -105,34 +104,22 @@ fn rule_of(row: RuleRow) -> Result<Option<AclRule>, AccessReadError> {
 }
 
 /// Which of `paths` exist in the tenant's catalogue, and as what: one query however many
-/// paths (none at all for an empty list).
+/// paths (none at all for an empty list), the catalogue's own ([`crate::catalogue::held_at`]).
+/// A file still being scanned or quarantined exists here: rules are about paths.
 pub async fn existing_entries(
     pool: &PgPool,
     tenant: &TenantId,
     paths: &[FilePath],
 ) -> Result<HashMap<FilePath, Existing>, AccessReadError> {
-    if paths.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let wanted: Vec<&str> = paths.iter().map(FilePath::as_str).collect();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT path, kind FROM entries WHERE tenant = $1 AND path = ANY($2)")
-            .bind(tenant.as_str())
-            .bind(&wanted)
-            .fetch_all(pool)
-            .await?;
-    let mut found = HashMap::with_capacity(rows.len());
-    for (path, kind) in rows {
-        let kind = match kind.as_str() {
-            "file" => Existing::File,
-            "dir" => Existing::Dir,
-            _ => return Err(AccessReadError::CorruptEntry(kind)),
-        };
-        // Paths were stored from valid FilePaths; one that no longer parses cannot have been
-        // asked for, so it is not an answer.
-        if let Ok(path) = FilePath::parse(&path) {
-            found.insert(path, kind);
-        }
-    }
-    Ok(found)
+    let held = crate::catalogue::held_at(pool, tenant, paths).await?;
+    Ok(paths
+        .iter()
+        .filter_map(|p| {
+            let kind = match held.get(p.as_str())? {
+                Held::Dir => Existing::Dir,
+                Held::File(_) => Existing::File,
+            };
+            Some((p.clone(), kind))
+        })
+        .collect())
 }
