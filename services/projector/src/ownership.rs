@@ -8,11 +8,13 @@
 //! PostgreSQL closes the session and its partitions are free for the others at their next
 //! tick. Every tick (1 s) a replica counts the live members, takes free partitions up to its
 //! fair share `ceil(partitions / members)`, and hands back the ones above it (follower
-//! stopped first, lock released after), so throughput grows with replicas. Should two
+//! stopped first, lock released after), so throughput grows with replicas. A replica follows
+//! all its partitions with one reader of the log (`partition::follow`), restarted from the
+//! checkpoints whenever its share changes. Should two
 //! replicas ever follow one partition (a lock lost with its connection while the follower
 //! still runs), the partition row lock and the checkpoint guard make the second one a no-op.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -31,7 +33,7 @@ pub const PARTITION_CLASS: i32 = 0x6665_0002;
 /// Highest number of replicas that can be members at once.
 const MAX_MEMBERS: i32 = 1024;
 const TICK: Duration = Duration::from_secs(1);
-/// Pauses before a failed partition follower starts again from its checkpoint (the
+/// Pauses before a failed follower starts again from its checkpoints (the
 /// platform's one retry schedule, [`platform::consumer::Backoff`]).
 const FOLLOWER_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
@@ -47,7 +49,7 @@ pub(crate) async fn run(
     partitions: u32,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut followers: BTreeMap<u32, Follower> = BTreeMap::new();
+    let mut share = Share::default();
     let mut conn: Option<PgConnection> = None;
     while !*shutdown.borrow() {
         if conn.is_none() {
@@ -57,11 +59,12 @@ pub(crate) async fn run(
             }
         }
         if let Some(c) = conn.as_mut() {
-            if let Err(e) = rebalance(c, &js, &pool, partitions, &mut followers).await {
+            if let Err(e) = rebalance(c, &js, &pool, partitions, &mut share).await {
                 // The session (and with it every lock) may be gone: stop following until
                 // the locks are held again.
                 tracing::warn!(error = %e, "projector: ownership connection failed");
-                stop_all(&mut followers).await;
+                share.stop().await;
+                share.owned.clear();
                 conn = None;
             }
         }
@@ -73,8 +76,24 @@ pub(crate) async fn run(
             _ = shutdown.changed() => {}
         }
     }
-    stop_all(&mut followers).await;
+    share.stop().await;
     drop(conn);
+}
+
+/// The partitions this replica holds the locks of, and the follower reading them.
+#[derive(Default)]
+struct Share {
+    owned: BTreeSet<u32>,
+    follower: Option<Follower>,
+}
+
+impl Share {
+    async fn stop(&mut self) {
+        if let Some(follower) = self.follower.take() {
+            let _ = follower.stop.send(true);
+            let _ = follower.task.await;
+        }
+    }
 }
 
 /// Opens the ownership connection and takes a member slot on it.
@@ -109,7 +128,7 @@ async fn rebalance(
     js: &jetstream::Context,
     pool: &PgPool,
     partitions: u32,
-    followers: &mut BTreeMap<u32, Follower>,
+    share: &mut Share,
 ) -> Result<(), sqlx::Error> {
     // A cheap round trip that fails when the session is gone.
     let members: i64 = sqlx::query_scalar(
@@ -121,13 +140,16 @@ async fn rebalance(
     .fetch_one(&mut *conn)
     .await?;
     let members = u32::try_from(members.max(1)).unwrap_or(1);
-    let share = partitions.div_ceil(members) as usize;
+    let fair = partitions.div_ceil(members) as usize;
+    let before = share.owned.clone();
     // Hand back partitions above the share: stop the follower, then release the lock.
-    while followers.len() > share {
-        let Some((p, follower)) = followers.pop_last() else {
+    if share.owned.len() > fair {
+        share.stop().await;
+    }
+    while share.owned.len() > fair {
+        let Some(p) = share.owned.pop_last() else {
             break;
         };
-        stop(follower).await;
         sqlx::query("SELECT pg_advisory_unlock($1, $2)")
             .bind(PARTITION_CLASS)
             .bind(p as i32)
@@ -135,17 +157,11 @@ async fn rebalance(
             .await?;
         tracing::info!(partition = p, "projector: partition handed over");
     }
-    // Restart followers that ended (they only end on shutdown or a panic).
-    for (p, follower) in followers.iter_mut() {
-        if follower.task.is_finished() {
-            *follower = spawn(js, pool, *p, partitions);
-        }
-    }
     for p in 0..partitions {
-        if followers.len() >= share {
+        if share.owned.len() >= fair {
             break;
         }
-        if followers.contains_key(&p) {
+        if share.owned.contains(&p) {
             continue;
         }
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
@@ -155,38 +171,44 @@ async fn rebalance(
             .await?;
         if got {
             tracing::info!(partition = p, "projector: following partition");
-            followers.insert(p, spawn(js, pool, p, partitions));
+            share.owned.insert(p);
         }
     }
-    metrics::gauge!("fe_projector_partitions_owned").set(followers.len() as f64);
+    // (Re)start the follower when the share changed or it ended (only on shutdown or a panic).
+    let ended = share.follower.as_ref().is_none_or(|f| f.task.is_finished());
+    if share.owned != before || ended {
+        share.stop().await;
+        if !share.owned.is_empty() {
+            share.follower = Some(spawn(js, pool, &share.owned, partitions));
+        }
+    }
+    metrics::gauge!("fe_projector_partitions_owned").set(share.owned.len() as f64);
     Ok(())
 }
 
-async fn stop(follower: Follower) {
-    let _ = follower.stop.send(true);
-    let _ = follower.task.await;
-}
-
-async fn stop_all(followers: &mut BTreeMap<u32, Follower>) {
-    while let Some((_, follower)) = followers.pop_first() {
-        stop(follower).await;
-    }
-}
-
-/// Follows one partition, retrying with backoff after transient errors.
-fn spawn(js: &jetstream::Context, pool: &PgPool, p: u32, partitions: u32) -> Follower {
+/// Follows the partitions of `owned` with one reader, retrying with backoff after transient
+/// errors.
+fn spawn(
+    js: &jetstream::Context,
+    pool: &PgPool,
+    owned: &BTreeSet<u32>,
+    partitions: u32,
+) -> Follower {
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let part = Partition {
-        js: js.clone(),
-        pool: pool.clone(),
-        partition: p,
-        partitions,
-    };
+    let group: Vec<Partition> = owned
+        .iter()
+        .map(|&partition| Partition {
+            js: js.clone(),
+            pool: pool.clone(),
+            partition,
+            partitions,
+        })
+        .collect();
     let task = tokio::spawn(async move {
         let mut failures = 0;
         while !*stop_rx.borrow() {
             let began = std::time::Instant::now();
-            match partition::follow(&part, &mut stop_rx).await {
+            match partition::follow(&group, &mut stop_rx).await {
                 Ok(()) => break,
                 Err(e) => {
                     // A follower that ran for a while before failing starts its backoff over.
@@ -195,7 +217,8 @@ fn spawn(js: &jetstream::Context, pool: &PgPool, p: u32, partitions: u32) -> Fol
                     }
                     failures += 1;
                     metrics::counter!("fe_projector_errors_total").increment(1);
-                    tracing::error!(partition = p, error = %e, "projector: partition stopped, retrying");
+                    let owned: Vec<u32> = group.iter().map(|p| p.partition).collect();
+                    tracing::error!(partitions = ?owned, error = %e, "projector: follower stopped, retrying");
                 }
             }
             tokio::select! {
