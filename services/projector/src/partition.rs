@@ -238,7 +238,11 @@ pub(crate) async fn follow(
                 apply_batch(pool, o.part.partition, partitions, batch, &mut o.contexts).await
             })
         });
-        futures::future::try_join_all(applying).await?;
+        // Every partition's transaction runs to its end before an error is returned: none is
+        // cancelled halfway through its commit.
+        for applied in futures::future::join_all(applying).await {
+            applied?;
+        }
         for (p, o) in owned.iter_mut() {
             let own_last = batches.get(p).and_then(|b| b.last()).map_or(0, Entry::seq);
             if own_last > 0 && own_last == last_seq {
