@@ -484,3 +484,58 @@ async fn overlap_check_is_an_indexed_lookup_not_a_backlog_scan() {
     assert!(plan.contains("task_paths_open"), "{plan}");
     assert!(!plan.contains("Seq Scan on task_paths"), "{plan}");
 }
+
+/// The turn check runs on connections of its own that keep one generic plan for it
+/// (`worker::ordering::OrderingPool`). That plan must be the index plan even when it was made
+/// while `task_paths` looked small (statistics of a young deployment), or every check would
+/// read the whole table once it has grown. The same generic plan on an ordinary connection
+/// reads `task_paths` sequentially: the test sets up the trap the pool's settings avoid.
+#[tokio::test]
+async fn the_turn_check_keeps_its_index_plan_when_planned_on_small_statistics() {
+    let db = testkit::postgres::TestDb::create().await.unwrap();
+    let pool = db.pool().await.unwrap();
+    platform::db::migrate(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
+         SELECT 't', gen_random_uuid(), '/x' || i, i, true FROM generate_series(1, 30) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for table in ["task_paths", "tasks"] {
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    async fn generic_plan(conn: &mut sqlx::PgConnection) -> String {
+        sqlx::query(&format!(
+            "PREPARE overlap(text, bigint, uuid, text[], text[], text[]) AS {}",
+            worker::ordering::OVERLAP_SQL
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN EXECUTE overlap('t', 50, gen_random_uuid(), '{/,/a,/a/b}', '{/a/b/}', '{/a/b0}')",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        plan.join("\n")
+    }
+
+    let ordering = worker::ordering::OrderingPool::beside(&pool);
+    let mut own = ordering.0.acquire().await.unwrap();
+    let plan = generic_plan(&mut own).await;
+    assert!(plan.contains("task_paths_open"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+
+    let mut ordinary = pool.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *ordinary)
+        .await
+        .unwrap();
+    let trap = generic_plan(&mut ordinary).await;
+    assert!(trap.contains("Seq Scan on task_paths"), "{trap}");
+}

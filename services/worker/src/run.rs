@@ -91,6 +91,7 @@ pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
         drain: deps.drain,
     };
     let worker = Arc::new(Worker {
+        ordering: ordering::OrderingPool::beside(&deps.pool),
         effects: Semaphore::new(deps.concurrency.max(1)),
         tenants: TenantSlots::new(deps.tenant_concurrency, deps.concurrency.max(1) * 2),
         running: TenantSlots::new(deps.tenant_concurrency, 0),
@@ -104,6 +105,8 @@ pub async fn run(deps: WorkerDeps, shutdown: CancellationToken) {
 
 pub(crate) struct Worker {
     pub(crate) deps: WorkerDeps,
+    /// The connections the turn check runs on ([`ordering::OrderingPool`]).
+    ordering: ordering::OrderingPool,
     effects: Semaphore,
     /// Deliveries being decided per tenant (loading, waiting for the turn).
     tenants: TenantSlots,
@@ -338,7 +341,7 @@ impl Worker {
     ) -> Result<Result<Turn<'_>, NotYet>, String> {
         let deps = &self.deps;
         let order = ordering::turn(
-            &deps.pool,
+            &self.ordering,
             &deps.watermark,
             &commit.tenant,
             task_id,
