@@ -11,7 +11,6 @@ use events::task::TaskSpec;
 use events::TenantId;
 use platform::db::ProjectionWatermark;
 use platform::projection::Projected;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -34,12 +33,7 @@ impl OrderingPool {
             ("plan_cache_mode", "force_generic_plan"),
             ("enable_seqscan", "off"),
         ]);
-        Self(
-            PgPoolOptions::new()
-                .max_connections(ORDERING_CONNECTIONS)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_lazy_with(options),
-        )
+        Self(platform::db::pool_options(ORDERING_CONNECTIONS).connect_lazy_with(options))
     }
 }
 
