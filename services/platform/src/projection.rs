@@ -140,36 +140,67 @@ pub async fn partition_checkpoints(pool: &PgPool) -> Result<Vec<(u32, u64)>, sql
         .collect())
 }
 
-/// Locks the partition's row for the transaction and returns its checkpoint. Two projectors
-/// that both believe they own a partition serialise here, and the later one sees the commits
-/// as already passed.
-pub async fn lock_partition(conn: &mut PgConnection, partition: u32) -> Result<u64, sqlx::Error> {
-    let seq: Option<i64> = sqlx::query_scalar(
-        "SELECT last_seq FROM projection_partitions WHERE partition = $1 FOR UPDATE",
-    )
-    .bind(partition as i32)
-    .fetch_optional(conn)
-    .await?;
-    Ok(seq.unwrap_or(0).max(0) as u64)
+/// What [`lock_partitions`] found under its locks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LockedPartitions {
+    /// Each locked partition's checkpoint.
+    pub checkpoints: HashMap<u32, u64>,
+    /// The parked tenants of the locked partitions, with their parked sequence.
+    pub parked: HashMap<String, u64>,
 }
 
-/// Moves the partition's checkpoint to `seq` and announces it when the transaction commits.
-pub async fn advance_partition(
+/// Locks the rows of `parts` (of `partitions`) for the transaction, in partition order so
+/// that two transactions over overlapping sets never deadlock, and returns their
+/// checkpoints and parked tenants, in one round trip. Two projectors that both believe they
+/// own a partition serialise here, and the later one sees the commits as already passed.
+pub async fn lock_partitions(
     conn: &mut PgConnection,
-    partition: u32,
+    parts: &[u32],
+    partitions: u32,
+) -> Result<LockedPartitions, sqlx::Error> {
+    let ids: Vec<i32> = parts.iter().map(|&p| p as i32).collect();
+    let rows: Vec<(i32, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT p.partition, p.last_seq, k.tenant, k.seq
+         FROM projection_partitions p LEFT JOIN projection_parked k ON true
+         WHERE p.partition = ANY($1)
+         ORDER BY p.partition
+         FOR UPDATE OF p",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut locked = LockedPartitions::default();
+    for (partition, last_seq, tenant, seq) in rows {
+        let partition = partition.max(0) as u32;
+        locked.checkpoints.insert(partition, last_seq.max(0) as u64);
+        if let (Some(tenant), Some(seq)) = (tenant, seq) {
+            if partition_of_str(&tenant, partitions) == partition {
+                locked.parked.insert(tenant, seq.max(0) as u64);
+            }
+        }
+    }
+    Ok(locked)
+}
+
+/// Moves the checkpoints of `parts` to `seq` (never back) and announces each when the
+/// transaction commits, in one round trip.
+pub async fn advance_partitions(
+    conn: &mut PgConnection,
+    parts: &[u32],
     seq: u64,
 ) -> Result<(), sqlx::Error> {
-    // One round trip: a data-modifying CTE runs exactly once whatever the main query reads.
+    let ids: Vec<i32> = parts.iter().map(|&p| p as i32).collect();
+    // A data-modifying CTE runs exactly once whatever the main query reads.
     sqlx::query(
         "WITH advanced AS (
-             UPDATE projection_partitions SET last_seq = GREATEST(last_seq, $2), updated_at = now()
-             WHERE partition = $1)
-         SELECT pg_notify($3, $4)",
+             UPDATE projection_partitions SET last_seq = GREATEST(last_seq, $2::bigint),
+                                              updated_at = now()
+             WHERE partition = ANY($1::int[]))
+         SELECT pg_notify($3, p::text || ':' || $2::bigint::text) FROM unnest($1::int[]) AS p",
     )
-    .bind(partition as i32)
+    .bind(ids)
     .bind(seq as i64)
     .bind(PROJECTED_CHANNEL)
-    .bind(format!("{partition}:{seq}"))
     .execute(conn)
     .await?;
     Ok(())
@@ -245,22 +276,6 @@ pub async fn park(
     .execute(&mut *conn)
     .await?;
     notify_parked(conn).await
-}
-
-/// The parked tenants of one partition (of `partitions`) with their parked sequence.
-pub async fn parked_in_partition(
-    conn: &mut PgConnection,
-    partition: u32,
-    partitions: u32,
-) -> Result<HashMap<String, u64>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT tenant, seq FROM projection_parked")
-        .fetch_all(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|(t, _)| partition_of_str(t, partitions) == partition)
-        .map(|(t, s)| (t, s.max(0) as u64))
-        .collect())
 }
 
 /// The tenants of one partition whose resume was requested, with their parked sequence.

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::audit::TaskContexts;
 use crate::ownership::PARTITION_CLASS;
-use crate::partition::{apply_batch, Entry, MAX_BATCH};
+use crate::partition::{apply_batch, Entry, Scope, MAX_BATCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -98,10 +98,14 @@ async fn built_partitions(pool: &PgPool) -> Result<u32, ProjectorError> {
 pub async fn apply_commit(pool: &PgPool, commit: &LoggedCommit) -> Result<bool, ProjectorError> {
     let partitions = built_partitions(pool).await?;
     let p = partition_of_str(commit.tenant.as_str(), partitions);
+    let scope = Scope {
+        parts: &[p],
+        partitions,
+        through: commit.stream_seq,
+    };
     let applied = apply_batch(
         pool,
-        p,
-        partitions,
+        &scope,
         &[Entry::Commit(commit.clone())],
         &mut TaskContexts::default(),
     )
@@ -173,7 +177,12 @@ pub async fn replay_with_partitions(
                 let batch_ref = &batch;
                 futures::stream::iter(contexts.iter_mut().enumerate())
                     .map(|(p, contexts)| async move {
-                        apply_batch(pool, p as u32, partitions, batch_ref, contexts).await
+                        let scope = Scope {
+                            parts: &[p as u32],
+                            partitions,
+                            through: reached,
+                        };
+                        apply_batch(pool, &scope, batch_ref, contexts).await
                     })
                     .buffer_unordered(REPLAY_PARALLELISM)
                     .try_collect::<Vec<usize>>()
