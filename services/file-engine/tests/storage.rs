@@ -432,9 +432,10 @@ async fn quotas_hold(backend: Backend) {
     assert_eq!(mv["status"], "succeeded", "{mv}");
     let pool = &app.platform.pool;
     let acme = events::TenantId::parse("acme").unwrap();
-    let kept = platform::catalogue::tenant_usage(pool, &acme)
+    let kept = platform::catalogue::standing(pool, &acme, events::quota::Limits::default())
         .await
-        .unwrap();
+        .unwrap()
+        .used;
     let summed = platform::catalogue::usage_of(pool, &acme, &events::FilePath::root())
         .await
         .unwrap();

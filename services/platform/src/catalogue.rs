@@ -64,14 +64,33 @@ pub async fn longest_path_in_subtree(
     Ok(longest.and_then(|l| usize::try_from(l).ok()))
 }
 
-/// The lookup behind [`held_at`]: primary-key probes only.
+/// The lookup behind [`held_at`] and [`site`]: primary-key probes only.
 pub const HELD_AT_SQL: &str =
-    "SELECT path, kind, status FROM entries WHERE tenant = $1 AND path = ANY($2)";
+    "SELECT path, kind, status, version, size FROM entries WHERE tenant = $1 AND path = ANY($2)";
 
-/// What the catalogue holds at each of `paths` (whatever its status), for decisions that
-/// need a path and its ancestors at once: `mkdir` and uploads (`events::task::mkdir`), the
-/// nearest file above a path ([`file_ancestor`]) and access checks
-/// (`access::existing_entries`). One query, however many paths.
+/// One entry as [`HELD_AT_SQL`] reads it.
+#[derive(sqlx::FromRow)]
+struct HeldRow {
+    path: String,
+    kind: String,
+    status: String,
+    version: Option<String>,
+    size: Option<i64>,
+}
+
+impl HeldRow {
+    fn held(&self) -> Held {
+        match (self.kind.as_str(), self.status.as_str()) {
+            ("dir", _) => Held::Dir,
+            (_, "available") => Held::File(FileState::Available),
+            (_, "quarantined") => Held::File(FileState::Quarantined),
+            // `scanning`, and any state a newer schema may add: not there yet.
+            _ => Held::File(FileState::Scanning),
+        }
+    }
+}
+
+/// The entries at `paths` (whatever their status), in one query however many paths.
 ///
 /// Planned at every call (an unnamed statement), never from a cached generic plan: a
 /// generic plan cannot know how many paths `$2` holds, and one made while the catalogue was
@@ -79,34 +98,91 @@ pub const HELD_AT_SQL: &str =
 /// tenant with a filter on `path` as the catalogue grew (auto_explain in a 50,000-`mkdir`
 /// burst: 1,362 buffers and 1.9 ms per lookup, two thirds of all statement time; 27 µs
 /// planned per call).
+async fn rows_at<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    t: &TenantId,
+    paths: &[FilePath],
+) -> Result<Vec<HeldRow>, sqlx::Error> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = paths.iter().map(FilePath::as_str).collect();
+    sqlx::query_as(HELD_AT_SQL)
+        .bind(t.as_str())
+        .bind(&names)
+        .persistent(false)
+        .fetch_all(db)
+        .await
+}
+
+/// What the catalogue holds at each of `paths` (whatever its status), for decisions that
+/// need a path and its ancestors at once: `mkdir` (`events::task::mkdir`), the nearest file
+/// above a path ([`file_ancestor`]) and access checks (`access::existing_entries`).
 pub async fn held_at<'e>(
     db: impl sqlx::PgExecutor<'e>,
     t: &TenantId,
     paths: &[FilePath],
 ) -> Result<HashMap<String, Held>, sqlx::Error> {
-    if paths.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let names: Vec<&str> = paths.iter().map(FilePath::as_str).collect();
-    let rows: Vec<(String, String, String)> = sqlx::query_as(HELD_AT_SQL)
-        .bind(t.as_str())
-        .bind(&names)
-        .persistent(false)
-        .fetch_all(db)
-        .await?;
-    Ok(rows
+    Ok(rows_at(db, t, paths)
+        .await?
         .into_iter()
-        .map(|(path, kind, status)| {
-            let held = match (kind.as_str(), status.as_str()) {
-                ("dir", _) => Held::Dir,
-                (_, "available") => Held::File(FileState::Available),
-                (_, "quarantined") => Held::File(FileState::Quarantined),
-                // `scanning`, and any state a newer schema may add: not there yet.
-                _ => Held::File(FileState::Scanning),
-            };
-            (path, held)
-        })
+        .map(|row| (row.held(), row))
+        .map(|(held, row)| (row.path, held))
         .collect())
+}
+
+/// The available file at a path: what an upload onto it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvailableFile {
+    pub version: Option<String>,
+    pub size: u64,
+}
+
+/// A path and its ancestors as the catalogue holds them, from one lookup: everything an
+/// upload's promotion decides from (what it replaces, whether a directory or a file is in
+/// the way, which parents it creates).
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    /// What the catalogue holds at the path and at each of its ancestors (never the root).
+    pub held: HashMap<String, Held>,
+    /// The available file at the path, if any.
+    pub file: Option<AvailableFile>,
+}
+
+impl Site {
+    /// The nearest strict ancestor of `p` that is a file (nothing can be created below a
+    /// file). Upload placeholders (`scanning`) do not count, for the reason given at
+    /// [`has_children`].
+    pub fn file_ancestor(&self, p: &FilePath) -> Option<String> {
+        nearest_file_above(p, &self.held)
+    }
+}
+
+/// [`Site`] of `p` and its ancestors.
+pub async fn site(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Site, sqlx::Error> {
+    let paths: Vec<FilePath> = p.ancestors_and_self().filter(|a| !a.is_root()).collect();
+    let mut site = Site::default();
+    for row in rows_at(pool, t, &paths).await? {
+        let held = row.held();
+        if row.path == p.as_str() && held == Held::File(FileState::Available) {
+            site.file = Some(AvailableFile {
+                version: row.version.clone(),
+                size: row.size.unwrap_or(0).max(0) as u64,
+            });
+        }
+        site.held.insert(row.path, held);
+    }
+    Ok(site)
+}
+
+fn nearest_file_above(p: &FilePath, held: &HashMap<String, Held>) -> Option<String> {
+    let parent = p.parent()?;
+    let ancestors: Vec<&str> = parent.ancestor_strs().collect();
+    ancestors
+        .into_iter()
+        .rev()
+        .find(|a| matches!(held.get(*a), Some(Held::File(state)) if *state != FileState::Scanning))
+        .map(str::to_owned)
 }
 
 /// The kind of the available entry at `p` (the root is always a directory).
@@ -162,12 +238,7 @@ pub async fn file_ancestor(
         .ancestors_and_self()
         .filter(|a| !a.is_root())
         .collect();
-    let held = held_at(pool, t, &ancestors).await?;
-    Ok(ancestors
-        .iter()
-        .rev()
-        .find(|a| matches!(held.get(a.as_str()), Some(Held::File(state)) if *state != FileState::Scanning))
-        .map(|a| a.as_str().to_owned()))
+    Ok(nearest_file_above(p, &held_at(pool, t, &ancestors).await?))
 }
 
 /// What the available files at and below `p` hold.
@@ -190,20 +261,49 @@ pub async fn usage_of(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Usage
     })
 }
 
-/// What a tenant's available files hold (logical: a copy counts what it holds). Uploads
-/// still being scanned count once promoted; quarantined ones never. One row, kept by the
-/// triggers of `migrations/0013_tenant_usage.sql` in every transaction that changes
-/// `entries`: the same sum [`usage_of`] takes at the root, without reading every file.
-pub async fn tenant_usage(pool: &PgPool, t: &TenantId) -> Result<Usage, sqlx::Error> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT bytes, files FROM tenant_usage WHERE tenant = $1")
-            .bind(t.as_str())
-            .fetch_optional(pool)
-            .await?;
-    let (bytes, files) = row.unwrap_or((0, 0));
-    Ok(Usage {
-        bytes: bytes.max(0) as u64,
-        files: files.max(0) as u64,
+/// Where a tenant stands against its quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    /// What the tenant's available files hold (logical: a copy counts what it holds).
+    /// Uploads still being scanned count once promoted; quarantined ones never. One row,
+    /// kept by the triggers of `migrations/0013_tenant_usage.sql` in every transaction that
+    /// changes `entries`: the same sum [`usage_of`] takes at the root, without reading every
+    /// file.
+    pub used: Usage,
+    /// The tenant's quota: the operator's (`file-engine quota set`, table `tenant_quotas`)
+    /// or else the default.
+    pub limits: events::quota::Limits,
+}
+
+/// The tenant's [`Standing`] (`default` when no quota was set for it), in one query.
+pub async fn standing(
+    pool: &PgPool,
+    t: &TenantId,
+    default: events::quota::Limits,
+) -> Result<Standing, sqlx::Error> {
+    let (bytes, files, max_bytes, max_files): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT u.bytes, u.files, q.max_bytes, q.max_files
+             FROM (SELECT $1::text AS tenant) t
+             LEFT JOIN tenant_usage u ON u.tenant = t.tenant
+             LEFT JOIN tenant_quotas q ON q.tenant = t.tenant",
+        )
+        .bind(t.as_str())
+        .fetch_one(pool)
+        .await?;
+    let count = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    Ok(Standing {
+        used: Usage {
+            bytes: count(bytes),
+            files: count(files),
+        },
+        limits: match (max_bytes, max_files) {
+            (Some(bytes), Some(files)) => events::quota::Limits {
+                bytes: bytes.max(0) as u64,
+                files: files.max(0) as u64,
+            },
+            _ => default,
+        },
     })
 }
 
@@ -258,27 +358,6 @@ pub async fn version(
     .bind(version)
     .fetch_optional(pool)
     .await
-}
-
-/// The tenant's quota: the operator's (`file-engine quota set`, table `tenant_quotas`) or
-/// else `default`.
-pub async fn limits(
-    pool: &PgPool,
-    t: &TenantId,
-    default: events::quota::Limits,
-) -> Result<events::quota::Limits, sqlx::Error> {
-    let set: Option<(i64, i64)> =
-        sqlx::query_as("SELECT max_bytes, max_files FROM tenant_quotas WHERE tenant = $1")
-            .bind(t.as_str())
-            .fetch_optional(pool)
-            .await?;
-    Ok(match set {
-        Some((bytes, files)) => events::quota::Limits {
-            bytes: bytes.max(0) as u64,
-            files: files.max(0) as u64,
-        },
-        None => default,
-    })
 }
 
 /// Which entries of a tree a recursive command takes along: what the projector's range
@@ -438,5 +517,125 @@ mod tests {
         assert_eq!(held.get("/a/s"), Some(&Held::File(FileState::Scanning)));
         assert_eq!(held.get("/a/b"), None, "another tenant's directory");
         assert_eq!(held.len(), 4);
+    }
+
+    async fn insert_entry(
+        pool: &PgPool,
+        tenant: &str,
+        p: &str,
+        kind: &str,
+        status: &str,
+        size: i64,
+    ) {
+        sqlx::query(
+            "INSERT INTO entries (tenant, path, parent, name, kind, status, size, version,
+                                  modified_at, updated_seq)
+             VALUES ($1, $2, '/', 'x', $3, $4, $5, $2 || '@v', now(), 1)",
+        )
+        .bind(tenant)
+        .bind(p)
+        .bind(kind)
+        .bind(status)
+        .bind((kind == "file").then_some(size))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_site_answers_what_an_upload_replaces_and_what_is_in_its_way() {
+        let db = testkit::postgres::TestDb::create().await.unwrap();
+        let pool = db.pool().await.unwrap();
+        crate::db::migrate(&pool).await.unwrap();
+        for (tenant, p, kind, status) in [
+            ("t", "/a", "dir", "available"),
+            ("t", "/a/f", "file", "available"),
+            ("t", "/a/s", "file", "scanning"),
+            ("t", "/a/s/x", "file", "scanning"),
+            ("t", "/a/f2", "file", "available"),
+            ("t", "/a/f2/g", "dir", "available"),
+            ("u", "/b", "file", "available"),
+        ] {
+            insert_entry(&pool, tenant, p, kind, status, 7).await;
+        }
+        let t = TenantId::parse("t").unwrap();
+
+        let over_a_file = site(&pool, &t, &path("/a/f")).await.unwrap();
+        assert_eq!(
+            over_a_file.file,
+            Some(AvailableFile {
+                version: Some("/a/f@v".into()),
+                size: 7
+            })
+        );
+        assert_eq!(over_a_file.held.get("/a"), Some(&Held::Dir));
+        assert_eq!(over_a_file.file_ancestor(&path("/a/f")), None);
+
+        // A placeholder at the path replaces nothing; one above it is not in the way.
+        let below_a_placeholder = site(&pool, &t, &path("/a/s/x")).await.unwrap();
+        assert_eq!(below_a_placeholder.file, None);
+        assert_eq!(below_a_placeholder.file_ancestor(&path("/a/s/x")), None);
+
+        // The nearest available file above is in the way, whatever lies between.
+        let below_a_file = site(&pool, &t, &path("/a/f2/g/h")).await.unwrap();
+        assert_eq!(
+            below_a_file.file_ancestor(&path("/a/f2/g/h")).as_deref(),
+            Some("/a/f2")
+        );
+        assert_eq!(below_a_file.held.get("/a/f2/g"), Some(&Held::Dir));
+        assert_eq!(below_a_file.file, None);
+
+        // Another tenant's file at the same path is not seen.
+        let elsewhere = site(&pool, &t, &path("/b")).await.unwrap();
+        assert_eq!(elsewhere.file, None);
+        assert!(elsewhere.held.is_empty());
+    }
+
+    #[tokio::test]
+    async fn standing_is_the_kept_usage_against_the_set_or_default_quota() {
+        let db = testkit::postgres::TestDb::create().await.unwrap();
+        let pool = db.pool().await.unwrap();
+        crate::db::migrate(&pool).await.unwrap();
+        let default = events::quota::Limits {
+            bytes: 1000,
+            files: 10,
+        };
+        let t = TenantId::parse("t").unwrap();
+        let fresh = standing(&pool, &t, default).await.unwrap();
+        assert_eq!(fresh.used, Usage::default());
+        assert_eq!(fresh.limits, default);
+
+        insert_entry(&pool, "t", "/f", "file", "available", 40).await;
+        insert_entry(&pool, "t", "/g", "file", "scanning", 500).await;
+        insert_entry(&pool, "u", "/h", "file", "available", 9).await;
+        sqlx::query(
+            "INSERT INTO tenant_quotas (tenant, max_bytes, max_files, updated_seq)
+             VALUES ('t', 100, 2, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let now = standing(&pool, &t, default).await.unwrap();
+        assert_eq!(
+            now.used,
+            Usage {
+                bytes: 40,
+                files: 1
+            }
+        );
+        assert_eq!(
+            now.limits,
+            Usage {
+                bytes: 100,
+                files: 2
+            }
+        );
+        let other = standing(&pool, &TenantId::parse("u").unwrap(), default)
+            .await
+            .unwrap();
+        assert_eq!(
+            (other.used, other.limits),
+            (Usage { bytes: 9, files: 1 }, default)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Per-tenant quotas set by the operator: the `quota.set` events of each tenant's storage
 //! ledger (`events::storage`) become the `tenant_quotas` row that API and worker read
-//! (through `platform::catalogue::limits`). `storage.collected` events need no read model:
+//! (through `platform::catalogue::standing`). `storage.collected` events need no read model:
 //! they are audited like every event.
 
 use events::storage::StorageEvent;

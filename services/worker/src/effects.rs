@@ -61,7 +61,7 @@ async fn require_dir(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<(), Ef
 #[derive(Debug, Default)]
 pub struct Checked {
     /// The directories above a `mkdir -p` path it creates, top down (each gets its own
-    /// `dir.created`, see `created.rs`); empty for every other command.
+    /// `dir.created`, see `promote.rs`); empty for every other command.
     pub created_parents: Vec<FilePath>,
 }
 
@@ -126,9 +126,8 @@ pub async fn check_preconditions(
                 .map_err(|e| fail("path_invalid", e.to_string()))?;
             if matches!(cmd, FileCommand::Copy { .. }) {
                 let change = catalogue::copy_change(pool, t, from, to, *overwrite).await?;
-                let used = catalogue::tenant_usage(pool, t).await?;
-                let limits = catalogue::limits(pool, t, quota).await?;
-                quota::admit(limits, used, change)
+                let standing = catalogue::standing(pool, t, quota).await?;
+                quota::admit(standing.limits, standing.used, change)
                     .map_err(|e| fail("quota_exceeded", e.to_string()))?;
             }
             Ok(())

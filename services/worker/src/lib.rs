@@ -27,7 +27,6 @@
 //! ([`janitor`]); [`gc`] collects blobs nothing needs any more.
 
 mod access;
-mod created;
 mod deferred;
 mod effects;
 mod failures;

@@ -5,16 +5,25 @@
 //! the projection then points the path at the new version and the version at the blob. The
 //! previous version keeps its blob (links to it go on serving exactly it). Uploads take their
 //! turn in the per-path log order like commands. The commit is preceded by one `dir.created`
-//! per parent directory the upload brought into existence (`created.rs`).
+//! per parent directory the upload brought into existence (API.md Events: "every entry that
+//! comes into existence ... has its own event"; the rule is `events::task::mkdir`'s).
+//!
+//! Everything promotion decides (what the upload replaces, a directory or file in its way,
+//! the parents it creates) comes from one catalogue lookup of the path and its ancestors,
+//! not from storage: storage may already hold the directories of an interrupted earlier
+//! attempt, the catalogue does not (it changes only when this task's success is committed).
+//! The turn-taking keeps every other task touching an ancestor from running in between, so
+//! a redo decides the same: the events are deterministic and redo-safe.
 //!
 //! Crash safety: killed before the rename, the redelivery publishes again; killed after it,
 //! the redelivery finds the blob and records the outcome. A blob published for an upload
 //! whose task then failed is unreferenced and left to garbage collection.
 
 use events::quota::{self, Change, Usage};
+use events::task::mkdir::{self, Held};
 use events::task::{Task, TaskCommand, TaskFailure, TaskSpec, UploadSpec};
 use events::TenantId;
-use platform::catalogue::{self, EntryKind};
+use platform::catalogue;
 use platform::event_log::{Loaded, LoggedCommit};
 use platform::storage::{BlobId, Storage};
 
@@ -41,14 +50,17 @@ pub(crate) async fn promote(
         Ok(turn) => turn,
         Err(not_yet) => return Ok(Step::NotYet(not_yet)),
     };
-    let previous = current_version(deps, &commit.tenant, &upload).await?;
-    // Decided before storage is touched and from the catalogue, so a redo reports the same.
+    // Decided before storage is touched and from the catalogue, so a redo decides the same:
+    // the path and its ancestors in one lookup answer what it replaces, what is in its way
+    // and which parents it creates.
+    let site = catalogue::site(&deps.pool, &commit.tenant, &upload.path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let previous = site.file.as_ref().and_then(|f| f.version.clone());
     let created_parents =
-        crate::created::missing_ancestors(&deps.pool, &commit.tenant, &upload.path)
-            .await
-            .map_err(|e| e.to_string())?;
+        mkdir::missing_parents(&upload.path, |p| site.held.get(p.as_str()).copied());
     let storage = deps.storage.as_ref();
-    match place(deps, storage, &commit.tenant, &upload).await {
+    match place(deps, storage, &commit.tenant, &upload, &site).await {
         Ok(()) => {
             let command = TaskCommand::Promote {
                 version: upload.upload_id.to_string(),
@@ -70,23 +82,6 @@ pub(crate) async fn promote(
     }
 }
 
-/// The version the catalogue shows as available at the path (kept for links to it).
-async fn current_version(
-    deps: &WorkerDeps,
-    tenant: &TenantId,
-    upload: &UploadSpec,
-) -> Result<Option<String>, String> {
-    sqlx::query_scalar(
-        "SELECT version FROM entries WHERE tenant = $1 AND path = $2 AND kind = 'file' AND status = 'available'",
-    )
-    .bind(tenant.as_str())
-    .bind(upload.path.as_str())
-    .fetch_optional(&deps.pool)
-    .await
-    .map(Option::flatten)
-    .map_err(|e| e.to_string())
-}
-
 /// Refuses to replace a directory, to put a file below a file, or to pass the tenant's quota
 /// (uploads of unknown size are only checked here), then publishes the blob.
 async fn place(
@@ -94,17 +89,15 @@ async fn place(
     storage: &dyn Storage,
     tenant: &TenantId,
     upload: &UploadSpec,
+    site: &catalogue::Site,
 ) -> Result<(), EffectError> {
-    let conflict = |what: String| {
-        EffectError::Permanent(TaskFailure::new(
+    if site.held.get(upload.path.as_str()) == Some(&Held::Dir) {
+        return Err(EffectError::Permanent(TaskFailure::new(
             "conflict",
-            format!("{what} is a directory"),
-        ))
-    };
-    if catalogue::kind_of(&deps.pool, tenant, &upload.path).await? == Some(EntryKind::Dir) {
-        return Err(conflict(upload.path.to_string()));
+            format!("{} is a directory", upload.path),
+        )));
     }
-    if let Some(file) = catalogue::file_ancestor(&deps.pool, tenant, &upload.path).await? {
+    if let Some(file) = site.file_ancestor(&upload.path) {
         return Err(EffectError::Permanent(TaskFailure::new(
             "conflict",
             format!("{file} is not a directory"),
@@ -115,11 +108,13 @@ async fn place(
             bytes: upload.size,
             files: 1,
         },
-        replaces: catalogue::file_usage(&deps.pool, tenant, &upload.path).await?,
+        replaces: site.file.as_ref().map_or_else(Usage::default, |f| Usage {
+            bytes: f.size,
+            files: 1,
+        }),
     };
-    let used = catalogue::tenant_usage(&deps.pool, tenant).await?;
-    let limits = catalogue::limits(&deps.pool, tenant, deps.quota).await?;
-    quota::admit(limits, used, change)
+    let standing = catalogue::standing(&deps.pool, tenant, deps.quota).await?;
+    quota::admit(standing.limits, standing.used, change)
         .map_err(|e| EffectError::Permanent(TaskFailure::new("quota_exceeded", e.to_string())))?;
     let blob = BlobId::parse(&upload.sha256).map_err(|_| {
         EffectError::Permanent(TaskFailure::new(

@@ -37,9 +37,10 @@ pub async fn usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<UsageView>, ApiError> {
-    let used = platform::catalogue::tenant_usage(&state.pool, &caller.tenant).await?;
-    let limit =
-        platform::catalogue::limits(&state.pool, &caller.tenant, state.settings.quota).await?;
+    let platform::catalogue::Standing {
+        used,
+        limits: limit,
+    } = platform::catalogue::standing(&state.pool, &caller.tenant, state.settings.quota).await?;
     Ok(Json(UsageView {
         bytes: Measure {
             used: used.bytes,
@@ -54,9 +55,8 @@ pub async fn usage(
 
 /// Refuses `change` with 507 `quota_exceeded` when it would pass the tenant's quota.
 pub async fn admit(state: &AppState, tenant: &TenantId, change: Change) -> Result<(), ApiError> {
-    let used = platform::catalogue::tenant_usage(&state.pool, tenant).await?;
-    let limits = platform::catalogue::limits(&state.pool, tenant, state.settings.quota).await?;
-    quota::admit(limits, used, change).map_err(|e| {
+    let standing = platform::catalogue::standing(&state.pool, tenant, state.settings.quota).await?;
+    quota::admit(standing.limits, standing.used, change).map_err(|e| {
         metrics::counter!("fe_quota_refusals_total").increment(1);
         ApiError::QuotaExceeded(e.to_string())
     })

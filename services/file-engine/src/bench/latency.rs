@@ -137,6 +137,9 @@ async fn open_loop(
     Arc::try_unwrap(samples).map_or_else(|_| Samples::default(), Mutex::into_inner)
 }
 
+/// Picks one quantile of a [`Latency`], in µs.
+type Quantile = fn(&Latency) -> u64;
+
 /// Reports p50 and p99 of `samples`, with their targets (none at light load).
 fn add_figures(
     report: &mut Report,
@@ -150,9 +153,7 @@ fn add_figures(
     let (mut succeeded, mut accepted) = (samples.succeeded.clone(), samples.accepted.clone());
     let end_to_end = Latency::of(&mut succeeded);
     let accepted = Latency::of(&mut accepted);
-    let ms = |l: Option<Latency>, f: fn(&Latency) -> u64| {
-        l.map_or(f64::INFINITY, |l| f(&l) as f64 / 1000.0)
-    };
+    let ms = |l: Option<Latency>, f: Quantile| l.map_or(f64::INFINITY, |l| f(&l) as f64 / 1000.0);
     let note = format!(
         "open loop at {rate:.0}/s{rate_note}; {}",
         match &samples.first_error {
@@ -160,7 +161,7 @@ fn add_figures(
             None => "no errors".into(),
         }
     );
-    let picks: [(&str, fn(&Latency) -> u64); 2] = [("p50", |l| l.p50_us), ("p99", |l| l.p99_us)];
+    let picks: [(&str, Quantile); 2] = [("p50", |l| l.p50_us), ("p99", |l| l.p99_us)];
     for ((quantile, pick), target) in picks.into_iter().zip(targets) {
         report.add(
             FigureBuilder::new(
