@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use events::TenantId;
-use sqlx::{Postgres, Transaction};
 use tokio::sync::{broadcast, Notify};
 use uuid::Uuid;
 
@@ -25,21 +24,10 @@ fn key(tenant: &str, task_id: Uuid) -> String {
     format!("{tenant}:{task_id}")
 }
 
-/// Announces, inside the projection transaction, the tasks it makes terminal.
-pub async fn notify_settled(
-    tx: &mut Transaction<'_, Postgres>,
-    settled: &[(&str, Uuid)],
-) -> Result<(), sqlx::Error> {
-    if settled.is_empty() {
-        return Ok(());
-    }
-    let payloads: Vec<String> = settled.iter().map(|(t, id)| key(t, *id)).collect();
-    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-        .bind(SETTLED_CHANNEL)
-        .bind(payloads)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// The payloads announcing `settled` on [`SETTLED_CHANNEL`]; the projector sends them with
+/// `pg_notify` inside the transaction that makes the tasks terminal.
+pub fn announcements(settled: &[(&str, Uuid)]) -> Vec<String> {
+    settled.iter().map(|(t, id)| key(t, *id)).collect()
 }
 
 /// Announcements a [`SettledTasks::feed`] subscriber may fall behind by before it is told it

@@ -178,36 +178,41 @@ impl TaskChanges {
         let requested = std::mem::take(&mut self.requested);
         let changes = std::mem::take(&mut self.changes);
         if !requested.is_empty() {
-            insert_tasks(tx, &requested).await?;
-            insert_task_paths(tx, &requested).await?;
+            insert_requested(tx, &requested).await?;
         }
         if !changes.is_empty() {
-            update_tasks(tx, &changes).await?;
-            update_task_paths(tx, &changes).await?;
-            let settled: Vec<(&str, Uuid)> = changes
-                .iter()
-                .filter(|(_, c)| c.status.is_some_and(TaskStatus::is_terminal))
-                .map(|((tenant, id), _)| (tenant.as_str(), *id))
-                .collect();
-            platform::settled::notify_settled(tx, &settled).await?;
+            update_changed(tx, &changes).await?;
         }
         Ok(())
     }
 }
 
-async fn insert_tasks(
+/// Inserts the requested tasks and their paths (one row per (task, path), open while the
+/// task is pending or running: the worker's indexed overlap check), in one statement.
+async fn insert_requested(
     tx: &mut Transaction<'_, Postgres>,
     tasks: &[NewTask],
 ) -> Result<(), ProjectorError> {
+    let paths: Vec<(&NewTask, &str)> = tasks
+        .iter()
+        .flat_map(|t| t.paths.iter().map(move |p| (t, p.as_str())))
+        .collect();
+    // Two tables, one round trip: a data-modifying CTE runs exactly once.
     sqlx::query(
-        "INSERT INTO tasks (tenant, task_id, principal, op, spec, status, idempotency_key,
-                            created_at, updated_at, queued_seq, last_seq)
-         SELECT r.tenant, r.task_id, r.principal, r.op, r.spec::jsonb, $10, r.key,
-                r.created_at, r.updated_at, r.seq, r.seq
-         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::timestamptz[], $8::timestamptz[], $9::bigint[])
-              AS r(tenant, task_id, principal, op, spec, key, created_at, updated_at, seq)
-         ON CONFLICT (tenant, task_id) DO NOTHING",
+        "WITH inserted AS (
+             INSERT INTO tasks (tenant, task_id, principal, op, spec, status, idempotency_key,
+                                created_at, updated_at, queued_seq, last_seq)
+             SELECT r.tenant, r.task_id, r.principal, r.op, r.spec::jsonb, $10, r.key,
+                    r.created_at, r.updated_at, r.seq, r.seq
+             FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::timestamptz[], $8::timestamptz[], $9::bigint[])
+                  AS r(tenant, task_id, principal, op, spec, key, created_at, updated_at, seq)
+             ON CONFLICT (tenant, task_id) DO NOTHING)
+         INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
+         SELECT p.tenant, p.task_id, p.path, p.seq, true
+         FROM unnest($11::text[], $12::uuid[], $13::text[], $14::bigint[])
+              AS p(tenant, task_id, path, seq)
+         ON CONFLICT (tenant, task_id, path) DO NOTHING",
     )
     .bind(tasks.iter().map(|t| t.tenant.as_str()).collect::<Vec<_>>())
     .bind(tasks.iter().map(|t| t.task_id).collect::<Vec<_>>())
@@ -229,64 +234,63 @@ async fn insert_tasks(
     .bind(tasks.iter().map(|t| t.time).collect::<Vec<_>>())
     .bind(tasks.iter().map(|t| t.seq).collect::<Vec<_>>())
     .bind(TaskStatus::Pending.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// One row per (task, path), open while the task is pending or running: the worker's indexed
-/// overlap check.
-async fn insert_task_paths(
-    tx: &mut Transaction<'_, Postgres>,
-    tasks: &[NewTask],
-) -> Result<(), ProjectorError> {
-    let rows: Vec<(&NewTask, &str)> = tasks
-        .iter()
-        .flat_map(|t| t.paths.iter().map(move |p| (t, p.as_str())))
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO task_paths (tenant, task_id, path, queued_seq, open)
-         SELECT r.tenant, r.task_id, r.path, r.seq, true
-         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bigint[])
-              AS r(tenant, task_id, path, seq)
-         ON CONFLICT (tenant, task_id, path) DO NOTHING",
-    )
     .bind(
-        rows.iter()
+        paths
+            .iter()
             .map(|(t, _)| t.tenant.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind(rows.iter().map(|(t, _)| t.task_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, p)| *p).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(t, _)| t.seq).collect::<Vec<_>>())
+    .bind(paths.iter().map(|(t, _)| t.task_id).collect::<Vec<_>>())
+    .bind(paths.iter().map(|(_, p)| *p).collect::<Vec<_>>())
+    .bind(paths.iter().map(|(t, _)| t.seq).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-async fn update_tasks(
+/// Writes the changed tasks; opens or closes the paths of every task whose batch ended with
+/// an outcome or a retry (a retry also moves them to its position in the order); and
+/// announces the tasks made terminal (`platform::settled`, delivered at commit). One
+/// statement.
+async fn update_changed(
     tx: &mut Transaction<'_, Postgres>,
     changes: &HashMap<(String, Uuid), Change>,
 ) -> Result<(), ProjectorError> {
     let rows: Vec<(&(String, Uuid), &Change)> = changes.iter().collect();
+    let paths: Vec<(&(String, Uuid), bool, Option<i64>)> = rows
+        .iter()
+        .filter_map(|(key, c)| c.paths_open.map(|open| (*key, open, c.queued_seq)))
+        .collect();
+    let settled: Vec<(&str, Uuid)> = rows
+        .iter()
+        .filter(|(_, c)| c.status.is_some_and(TaskStatus::is_terminal))
+        .map(|((tenant, id), _)| (tenant.as_str(), *id))
+        .collect();
+    // Three effects, one round trip: data-modifying CTEs run exactly once, on different
+    // tables, whatever the main query reads.
     sqlx::query(
-        "UPDATE tasks t SET
-            status = COALESCE(u.status, t.status),
-            attempts = COALESCE(u.attempts, t.attempts),
-            error = CASE WHEN u.set_error THEN u.error::jsonb ELSE t.error END,
-            dead_lettered_at = CASE WHEN u.set_dead THEN u.dead_at ELSE t.dead_lettered_at END,
-            queued_seq = COALESCE(u.queued_seq, t.queued_seq),
-            updated_at = COALESCE(u.updated_at, t.updated_at),
-            last_seq = u.last_seq
-         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::bool[], $6::text[],
-                     $7::bool[], $8::timestamptz[], $9::bigint[], $10::timestamptz[],
-                     $11::bigint[])
-              AS u(tenant, task_id, status, attempts, set_error, error, set_dead, dead_at,
-                   queued_seq, updated_at, last_seq)
-         WHERE t.tenant = u.tenant AND t.task_id = u.task_id",
+        "WITH updated AS (
+             UPDATE tasks t SET
+                status = COALESCE(u.status, t.status),
+                attempts = COALESCE(u.attempts, t.attempts),
+                error = CASE WHEN u.set_error THEN u.error::jsonb ELSE t.error END,
+                dead_lettered_at = CASE WHEN u.set_dead THEN u.dead_at ELSE t.dead_lettered_at END,
+                queued_seq = COALESCE(u.queued_seq, t.queued_seq),
+                updated_at = COALESCE(u.updated_at, t.updated_at),
+                last_seq = u.last_seq
+             FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::bool[], $6::text[],
+                         $7::bool[], $8::timestamptz[], $9::bigint[], $10::timestamptz[],
+                         $11::bigint[])
+                  AS u(tenant, task_id, status, attempts, set_error, error, set_dead, dead_at,
+                       queued_seq, updated_at, last_seq)
+             WHERE t.tenant = u.tenant AND t.task_id = u.task_id),
+         paths AS (
+             UPDATE task_paths tp
+             SET open = p.open, queued_seq = COALESCE(p.queued_seq, tp.queued_seq)
+             FROM unnest($12::text[], $13::uuid[], $14::bool[], $15::bigint[])
+                  AS p(tenant, task_id, open, queued_seq)
+             WHERE tp.tenant = p.tenant AND tp.task_id = p.task_id)
+         SELECT pg_notify($16, n) FROM unnest($17::text[]) AS n",
     )
     .bind(
         rows.iter()
@@ -323,38 +327,17 @@ async fn update_tasks(
     .bind(rows.iter().map(|(_, c)| c.queued_seq).collect::<Vec<_>>())
     .bind(rows.iter().map(|(_, c)| c.updated_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|(_, c)| c.last_seq).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Opens or closes the paths of every task whose batch ended with an outcome or a retry (a
-/// retry also moves them to its position in the order).
-async fn update_task_paths(
-    tx: &mut Transaction<'_, Postgres>,
-    changes: &HashMap<(String, Uuid), Change>,
-) -> Result<(), ProjectorError> {
-    let rows: Vec<(&(String, Uuid), bool, Option<i64>)> = changes
-        .iter()
-        .filter_map(|(key, c)| c.paths_open.map(|open| (key, open, c.queued_seq)))
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE task_paths tp SET open = u.open, queued_seq = COALESCE(u.queued_seq, tp.queued_seq)
-         FROM unnest($1::text[], $2::uuid[], $3::bool[], $4::bigint[])
-              AS u(tenant, task_id, open, queued_seq)
-         WHERE tp.tenant = u.tenant AND tp.task_id = u.task_id",
-    )
     .bind(
-        rows.iter()
+        paths
+            .iter()
             .map(|((t, _), _, _)| t.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind(rows.iter().map(|((_, id), _, _)| *id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, open, _)| *open).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, _, q)| *q).collect::<Vec<_>>())
+    .bind(paths.iter().map(|((_, id), _, _)| *id).collect::<Vec<_>>())
+    .bind(paths.iter().map(|(_, open, _)| *open).collect::<Vec<_>>())
+    .bind(paths.iter().map(|(_, _, q)| *q).collect::<Vec<_>>())
+    .bind(platform::settled::SETTLED_CHANNEL)
+    .bind(platform::settled::announcements(&settled))
     .execute(&mut **tx)
     .await?;
     Ok(())
