@@ -428,15 +428,21 @@ mod tests {
         FilePath::parse(p).unwrap()
     }
 
+    /// A scratch database with the schema (dropped with the returned guard).
+    async fn migrated() -> (testkit::postgres::TestDb, PgPool) {
+        let db = testkit::postgres::TestDb::create().await.unwrap();
+        let pool = db.pool().await.unwrap();
+        crate::db::migrate(&pool).await.unwrap();
+        (db, pool)
+    }
+
     /// A connection that ran the lookup while the catalogue was small must still probe the
     /// asked paths once the catalogue has grown and no statistics were refreshed (a fresh
     /// deployment's first burst): a cached generic plan kept reading every entry of the
     /// tenant for each lookup.
     #[tokio::test]
     async fn held_at_stays_a_probe_as_the_catalogue_grows_without_fresh_statistics() {
-        let db = testkit::postgres::TestDb::create().await.unwrap();
-        let pool = db.pool().await.unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+        let (_db, pool) = migrated().await;
         let t = TenantId::parse("t").unwrap();
         let mut conn = pool.acquire().await.unwrap();
         let add_dirs = |from: i32, to: i32| {
@@ -485,9 +491,7 @@ mod tests {
 
     #[tokio::test]
     async fn held_at_answers_for_the_tenants_own_paths_only() {
-        let db = testkit::postgres::TestDb::create().await.unwrap();
-        let pool = db.pool().await.unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+        let (_db, pool) = migrated().await;
         for (tenant, p, kind, status) in [
             ("t", "/a", "dir", "available"),
             ("t", "/a/f", "file", "available"),
@@ -495,18 +499,7 @@ mod tests {
             ("t", "/a/s", "file", "scanning"),
             ("u", "/a/b", "dir", "available"),
         ] {
-            sqlx::query(
-                "INSERT INTO entries (tenant, path, parent, name, kind, status, modified_at,
-                                      updated_seq)
-                 VALUES ($1, $2, '/a', 'x', $3, $4, now(), 1)",
-            )
-            .bind(tenant)
-            .bind(p)
-            .bind(kind)
-            .bind(status)
-            .execute(&pool)
-            .await
-            .unwrap();
+            insert_entry(&pool, tenant, p, kind, status, 1).await;
         }
         let t = TenantId::parse("t").unwrap();
         let asked = ["/a", "/a/f", "/a/q", "/a/s", "/a/b", "/nothing"].map(path);
@@ -544,9 +537,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_site_answers_what_an_upload_replaces_and_what_is_in_its_way() {
-        let db = testkit::postgres::TestDb::create().await.unwrap();
-        let pool = db.pool().await.unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+        let (_db, pool) = migrated().await;
         for (tenant, p, kind, status) in [
             ("t", "/a", "dir", "available"),
             ("t", "/a/f", "file", "available"),
@@ -593,9 +584,7 @@ mod tests {
 
     #[tokio::test]
     async fn standing_is_the_kept_usage_against_the_set_or_default_quota() {
-        let db = testkit::postgres::TestDb::create().await.unwrap();
-        let pool = db.pool().await.unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+        let (_db, pool) = migrated().await;
         let default = events::quota::Limits {
             bytes: 1000,
             files: 10,
