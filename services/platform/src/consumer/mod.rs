@@ -205,6 +205,14 @@ impl<H: Handler> Intake<'_, H> {
                 };
                 match next {
                     Some(Ok(message)) => {
+                        if !wanted(self.handler.as_ref(), &message) {
+                            // Nothing to do: acknowledged here, without a slot or a task, so
+                            // a backlog of commits the handler skips (a worker's own outcome
+                            // commits, behind a burst of requests) drains at the pace of the
+                            // pulls and new work behind it waits as little as possible.
+                            acknowledge(self.settings.spec.name, &message, Outcome::Done).await;
+                            continue;
+                        }
                         // The server sends at most what was asked for; a surplus waits for
                         // redelivery rather than exceed the slots.
                         let Some(permit) = permits.pop() else { break };
@@ -264,16 +272,19 @@ async fn settle_one<H: Handler>(
     acknowledge(spec.name, &message, outcome).await;
 }
 
-/// Filters, decodes and hands one message to the handler.
+/// Whether the handler wants the commit of `message`, by its `Fe-Event-Types` header (a
+/// message without the header is decoded and handed over).
+fn wanted<H: Handler>(handler: &H, message: &jetstream::Message) -> bool {
+    let types = event_types(message.headers.as_ref());
+    types.is_empty() || handler.wants(&types)
+}
+
+/// Decodes one wanted message and hands it to the handler.
 async fn decide<H: Handler>(
     handler: &H,
     consumer: &'static str,
     message: &jetstream::Message,
 ) -> Outcome {
-    let types = event_types(message.headers.as_ref());
-    if !types.is_empty() && !handler.wants(&types) {
-        return Outcome::Done;
-    }
     let commit = match LoggedCommit::from_message(message) {
         Ok(commit) => commit,
         Err(e) => {
