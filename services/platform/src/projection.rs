@@ -182,25 +182,29 @@ pub async fn lock_partitions(
     Ok(locked)
 }
 
-/// Moves the checkpoints of `parts` to `seq` (never back) and announces each when the
-/// transaction commits, in one round trip.
+/// Moves the checkpoints of `parts` to `seq` (never back) and announces those of `announce`
+/// when the transaction commits, in one round trip. A checkpoint moved without an
+/// announcement is seen by the next announcement of its partition or the next reload.
 pub async fn advance_partitions(
     conn: &mut PgConnection,
     parts: &[u32],
     seq: u64,
+    announce: &[u32],
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<i32> = parts.iter().map(|&p| p as i32).collect();
+    let announced: Vec<i32> = announce.iter().map(|&p| p as i32).collect();
     // A data-modifying CTE runs exactly once whatever the main query reads.
     sqlx::query(
         "WITH advanced AS (
              UPDATE projection_partitions SET last_seq = GREATEST(last_seq, $2::bigint),
                                               updated_at = now()
              WHERE partition = ANY($1::int[]))
-         SELECT pg_notify($3, p::text || ':' || $2::bigint::text) FROM unnest($1::int[]) AS p",
+         SELECT pg_notify($3, p::text || ':' || $2::bigint::text) FROM unnest($4::int[]) AS p",
     )
     .bind(ids)
     .bind(seq as i64)
     .bind(PROJECTED_CHANNEL)
+    .bind(announced)
     .execute(conn)
     .await?;
     Ok(())

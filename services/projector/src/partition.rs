@@ -151,6 +151,10 @@ pub(crate) async fn follow(
     // checkpoints were last written.
     let mut skipped: Option<u64> = None;
     let mut flushed = Instant::now();
+    // When every partition of the group was last announced: a window announces the
+    // partitions it holds commits of, and all of them at most every [`IDLE_FLUSH`] (each
+    // announcement wakes every waiter of every process).
+    let mut announced = Instant::now();
     let mut resume_checked = Instant::now() - RESUME_POLL;
     // The last position this reader delivered, and when something last arrived.
     let mut seen_through = start - 1;
@@ -160,9 +164,11 @@ pub(crate) async fn follow(
             return Ok(());
         }
         if let Some(seq) = skipped.filter(|_| flushed.elapsed() >= IDLE_FLUSH) {
-            projection::advance_partitions(&mut *pool.acquire().await?, &parts, seq).await?;
+            projection::advance_partitions(&mut *pool.acquire().await?, &parts, seq, &parts)
+                .await?;
             skipped = None;
             flushed = Instant::now();
+            announced = Instant::now();
         }
         if resume_checked.elapsed() >= RESUME_POLL {
             for part in group {
@@ -196,6 +202,7 @@ pub(crate) async fn follow(
         let mut last_seq = 0;
         let mut read = 0;
         let mut batch: Vec<Entry> = Vec::new();
+        let mut touched: Vec<u32> = Vec::new();
         // Takes one message into the batch when it is the group's; returns what the log held
         // beyond it.
         let mut take = |m: &jetstream::Message| -> Result<u64, ProjectorError> {
@@ -205,6 +212,9 @@ pub(crate) async fn follow(
                 subject_tenant(m.subject.as_str()).map_or(0, |t| partition_of_str(t, partitions));
             if owned.contains(&p) {
                 batch.push(Entry::read(m)?);
+                if !touched.contains(&p) {
+                    touched.push(p);
+                }
             }
             Ok(info.pending)
         };
@@ -236,12 +246,17 @@ pub(crate) async fn follow(
         if batch.is_empty() {
             skipped = Some(last_seq);
         } else {
+            let all = announced.elapsed() >= IDLE_FLUSH;
             let scope = Scope {
                 parts: &parts,
                 partitions,
                 through: last_seq,
+                announce: if all { &parts } else { &touched },
             };
             apply_batch(pool, &scope, &batch, &mut contexts).await?;
+            if all {
+                announced = Instant::now();
+            }
             skipped = None;
             flushed = Instant::now();
         }
@@ -266,11 +281,12 @@ enum Isolation {
 
 /// The partitions one transaction applies a batch for, and the log position the batch
 /// reaches: every commit of those partitions up to `through` is in the batch, so each of
-/// their checkpoints moves to `through`.
+/// their checkpoints moves to `through`; those of `announce` are announced (`NOTIFY`).
 pub(crate) struct Scope<'a> {
     pub parts: &'a [u32],
     pub partitions: u32,
     pub through: u64,
+    pub announce: &'a [u32],
 }
 
 /// Applies the commits of `batch` (in log order) that belong to the partitions of `scope` in
@@ -388,7 +404,7 @@ async fn apply_batch_as(
     }
     dirs.flush(&mut tx).await?;
     heads.flush(&mut tx).await?;
-    projection::advance_partitions(&mut tx, scope.parts, scope.through).await?;
+    projection::advance_partitions(&mut tx, scope.parts, scope.through, scope.announce).await?;
     tx.commit().await?;
     *contexts = heads.into_contexts();
     Ok(applied)

@@ -102,6 +102,7 @@ pub async fn apply_commit(pool: &PgPool, commit: &LoggedCommit) -> Result<bool, 
         parts: &[p],
         partitions,
         through: commit.stream_seq,
+        announce: &[p],
     };
     let applied = apply_batch(
         pool,
@@ -177,10 +178,12 @@ pub async fn replay_with_partitions(
                 let batch_ref = &batch;
                 futures::stream::iter(contexts.iter_mut().enumerate())
                     .map(|(p, contexts)| async move {
+                        let part = [p as u32];
                         let scope = Scope {
-                            parts: &[p as u32],
+                            parts: &part,
                             partitions,
                             through: reached,
+                            announce: &part,
                         };
                         apply_batch(pool, &scope, batch_ref, contexts).await
                     })
