@@ -198,3 +198,95 @@ async fn shutdown_releases_work_in_flight_for_prompt_redelivery() {
     again.cancel();
     second.await.unwrap();
 }
+
+/// Wants only `Blocked` commits, and never finishes one.
+struct Picky {
+    seen: Seen,
+}
+
+impl Handler for Picky {
+    type Events = ();
+
+    fn wants(&self, event_types: &[&str]) -> bool {
+        event_types.contains(&"Blocked")
+    }
+
+    async fn handle(&self, d: &Delivery<()>) -> Outcome {
+        self.seen
+            .lock()
+            .unwrap()
+            .push((d.commit.aggregate_id.clone(), d.delivered));
+        std::future::pending::<Outcome>().await
+    }
+}
+
+/// Commits a handler skips (by their `Fe-Event-Types` header) are acknowledged by the intake
+/// itself and never reach the handler, also while work that never ends holds a slot: nothing
+/// is left unacknowledged but that work.
+#[tokio::test]
+async fn skipped_commits_are_acknowledged_at_intake_and_never_handled() {
+    let (_server, js, log) = log().await;
+    let blocked = SerializedEvent::new(
+        "acme.blocked".into(),
+        1,
+        "counter".into(),
+        "Blocked".into(),
+        "1".into(),
+        serde_json::json!({ "Blocked": {} }),
+        serde_json::json!({}),
+    );
+    log.append(&[blocked]).await.unwrap();
+    let skipped = 40;
+    for i in 0..skipped {
+        log.append(&[added(&format!("acme.skipped{i}"))])
+            .await
+            .unwrap();
+    }
+    let seen = Seen::default();
+    let stop = CancellationToken::new();
+    let mut two_slots = settings(
+        "t-skipped",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+    );
+    two_slots.concurrency = 2;
+    let run = tokio::spawn(consumer::run(
+        js.clone(),
+        two_slots,
+        Arc::new(Picky { seen: seen.clone() }),
+        stop.clone(),
+    ));
+    until("the blocking delivery", Duration::from_secs(10), || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    let mut consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(streams::EVENTS_STREAM)
+        .await
+        .unwrap()
+        .get_consumer("t-skipped")
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = consumer.info().await.unwrap();
+        // Everything delivered; only the blocking commit left unacknowledged.
+        if info.num_pending == 0 && info.num_ack_pending == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "skipped commits not acknowledged: {} pending, {} unacknowledged",
+            info.num_pending,
+            info.num_ack_pending
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![("acme.blocked".to_owned(), 1)],
+        "skipped commits never reach the handler"
+    );
+    stop.cancel();
+    run.await.unwrap();
+}
