@@ -39,6 +39,19 @@ pub fn missing_parents(path: &FilePath, held: impl Fn(&FilePath) -> Option<Held>
         .collect()
 }
 
+/// The nearest strict ancestor of `path` (never the root) that is a file, available or
+/// quarantined: nothing can be created below it. An upload's placeholder (`scanning`) is not
+/// there yet. `held` answers for the paths of [`paths_to_look_up`].
+pub fn file_above(path: &FilePath, held: impl Fn(&FilePath) -> Option<Held>) -> Option<FilePath> {
+    paths_to_look_up(path).into_iter().rev().find(|a| {
+        a != path
+            && matches!(
+                held(a),
+                Some(Held::File(FileState::Available | FileState::Quarantined))
+            )
+    })
+}
+
 /// The directories above `path` that `mkdir` (with `parents`) brings into existence, top
 /// down, or why it fails. `held` answers for the paths of [`paths_to_look_up`].
 pub fn decide(
@@ -63,14 +76,7 @@ pub fn decide(
         None => {}
     }
     if parents {
-        let blocking_file = paths_to_look_up(path).into_iter().rev().find(|a| {
-            a != path
-                && matches!(
-                    held(a),
-                    Some(Held::File(FileState::Available | FileState::Quarantined))
-                )
-        });
-        if let Some(file) = blocking_file {
+        if let Some(file) = file_above(path, &held) {
             return Err(TaskFailure::new(
                 "conflict",
                 format!("{file} is not a directory"),

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use events::quota::Usage;
-use events::task::mkdir::{FileState, Held};
+use events::task::mkdir::{self, FileState, Held};
 use events::{FilePath, TenantId};
 use sqlx::PgPool;
 
@@ -65,7 +65,7 @@ pub async fn longest_path_in_subtree(
 }
 
 /// The lookup behind [`held_at`] and [`site`]: primary-key probes only.
-pub const HELD_AT_SQL: &str =
+const HELD_AT_SQL: &str =
     "SELECT path, kind, status, version, size FROM entries WHERE tenant = $1 AND path = ANY($2)";
 
 /// One entry as [`HELD_AT_SQL`] reads it.
@@ -116,8 +116,8 @@ async fn rows_at<'e>(
 }
 
 /// What the catalogue holds at each of `paths` (whatever its status), for decisions that
-/// need a path and its ancestors at once: `mkdir` (`events::task::mkdir`), the nearest file
-/// above a path ([`file_ancestor`]) and access checks (`access::existing_entries`).
+/// need a path and its ancestors at once: `mkdir` (`events::task::mkdir`) and access checks
+/// (`access::existing_entries`).
 pub async fn held_at<'e>(
     db: impl sqlx::PgExecutor<'e>,
     t: &TenantId,
@@ -126,8 +126,10 @@ pub async fn held_at<'e>(
     Ok(rows_at(db, t, paths)
         .await?
         .into_iter()
-        .map(|row| (row.held(), row))
-        .map(|(held, row)| (row.path, held))
+        .map(|row| {
+            let held = row.held();
+            (row.path, held)
+        })
         .collect())
 }
 
@@ -150,19 +152,17 @@ pub struct Site {
 }
 
 impl Site {
-    /// The nearest strict ancestor of `p` that is a file (nothing can be created below a
-    /// file). Upload placeholders (`scanning`) do not count, for the reason given at
-    /// [`has_children`].
+    /// The nearest strict ancestor of `p` that is a file (`events::task::mkdir::file_above`:
+    /// upload placeholders do not count, for the reason given at [`has_children`]).
     pub fn file_ancestor(&self, p: &FilePath) -> Option<String> {
-        nearest_file_above(p, &self.held)
+        mkdir::file_above(p, |a| self.held.get(a.as_str()).copied()).map(String::from)
     }
 }
 
 /// [`Site`] of `p` and its ancestors.
 pub async fn site(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Site, sqlx::Error> {
-    let paths: Vec<FilePath> = p.ancestors_and_self().filter(|a| !a.is_root()).collect();
     let mut site = Site::default();
-    for row in rows_at(pool, t, &paths).await? {
+    for row in rows_at(pool, t, &mkdir::paths_to_look_up(p)).await? {
         let held = row.held();
         if row.path == p.as_str() && held == Held::File(FileState::Available) {
             site.file = Some(AvailableFile {
@@ -173,16 +173,6 @@ pub async fn site(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<Site, sql
         site.held.insert(row.path, held);
     }
     Ok(site)
-}
-
-fn nearest_file_above(p: &FilePath, held: &HashMap<String, Held>) -> Option<String> {
-    let parent = p.parent()?;
-    let ancestors: Vec<&str> = parent.ancestor_strs().collect();
-    ancestors
-        .into_iter()
-        .rev()
-        .find(|a| matches!(held.get(*a), Some(Held::File(state)) if *state != FileState::Scanning))
-        .map(str::to_owned)
 }
 
 /// The kind of the available entry at `p` (the root is always a directory).
@@ -222,23 +212,6 @@ pub async fn has_children(pool: &PgPool, t: &TenantId, p: &FilePath) -> Result<b
     .bind(p.as_str())
     .fetch_one(pool)
     .await
-}
-
-/// The nearest ancestor of `p` that is a file, if any (nothing can be created below a file).
-/// Upload placeholders (`scanning`) do not count, for the reason given at [`has_children`].
-pub async fn file_ancestor(
-    pool: &PgPool,
-    t: &TenantId,
-    p: &FilePath,
-) -> Result<Option<String>, sqlx::Error> {
-    let Some(parent) = p.parent() else {
-        return Ok(None);
-    };
-    let ancestors: Vec<FilePath> = parent
-        .ancestors_and_self()
-        .filter(|a| !a.is_root())
-        .collect();
-    Ok(nearest_file_above(p, &held_at(pool, t, &ancestors).await?))
 }
 
 /// What the available files at and below `p` hold.
