@@ -66,12 +66,8 @@ impl Entry {
                     .info()
                     .map_err(|e| ProjectorError::Log(e.to_string()))?
                     .stream_sequence;
-                // `fe.ev.<tenant>.<type>.<id>`: the tenant token, when it is a valid tenant.
-                let tenant = message
-                    .subject
-                    .as_str()
-                    .split('.')
-                    .nth(2)
+                // The tenant token of the subject, when it is a valid tenant.
+                let tenant = subject_tenant(message.subject.as_str())
                     .filter(|t| events::TenantId::parse(t).is_ok())
                     .map(str::to_owned);
                 Ok(Self::Unreadable {
@@ -140,10 +136,16 @@ pub(crate) async fn follow(
     let parts: Vec<u32> = group.iter().map(|p| p.partition).collect();
     let owned: HashSet<u32> = parts.iter().copied().collect();
     let labels: Vec<String> = parts.iter().map(u32::to_string).collect();
-    let mut start = u64::MAX;
-    for part in group {
-        start = start.min(projection::partition_checkpoint(pool, part.partition).await? + 1);
-    }
+    // After the lowest checkpoint of the group (a partition without a row: from the start).
+    let checkpoints: HashMap<u32, u64> = projection::partition_checkpoints(pool)
+        .await?
+        .into_iter()
+        .collect();
+    let start = parts
+        .iter()
+        .map(|p| checkpoints.get(p).copied().unwrap_or(0) + 1)
+        .min()
+        .unwrap_or(1);
     let read_window = MAX_BATCH * parts.len().min(8);
     let mut messages = crate::runner::ordered_messages(js, start).await?;
     // Kept between batches (the audit's task contexts).
