@@ -84,6 +84,31 @@ async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (up to 10 s) until the durable consumer `name` is in the state `settled` asks for.
+async fn until_consumer(
+    js: &jetstream::Context,
+    name: &str,
+    what: &str,
+    settled: impl Fn(&jetstream::consumer::Info) -> bool,
+) {
+    let mut consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(streams::EVENTS_STREAM)
+        .await
+        .unwrap()
+        .get_consumer(name)
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = consumer.info().await.unwrap();
+        if settled(info) {
+            return;
+        }
+        assert!(Instant::now() < end, "{what}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn outcomes_become_acks_naks_and_terms() {
     let (_server, js, log) = log().await;
@@ -108,22 +133,10 @@ async fn outcomes_become_acks_naks_and_terms() {
         || seen.lock().unwrap().contains(&("acme.retry".into(), 2)),
     )
     .await;
-    let mut consumer: jetstream::consumer::PullConsumer = js
-        .get_stream(streams::EVENTS_STREAM)
-        .await
-        .unwrap()
-        .get_consumer("t-outcomes")
-        .await
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = consumer.info().await.unwrap();
-        if info.num_ack_pending == 0 && info.num_pending == 0 {
-            break;
-        }
-        assert!(Instant::now() < end, "deliveries still pending: {info:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_consumer(&js, "t-outcomes", "deliveries still pending", |info| {
+        info.num_ack_pending == 0 && info.num_pending == 0
+    })
+    .await;
     let seen = seen.lock().unwrap().clone();
     let count = |id: &str| seen.iter().filter(|(a, _)| a == id).count();
     assert_eq!(
@@ -260,28 +273,14 @@ async fn skipped_commits_are_acknowledged_at_intake_and_never_handled() {
         !seen.lock().unwrap().is_empty()
     })
     .await;
-    let mut consumer: jetstream::consumer::PullConsumer = js
-        .get_stream(streams::EVENTS_STREAM)
-        .await
-        .unwrap()
-        .get_consumer("t-skipped")
-        .await
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = consumer.info().await.unwrap();
-        // Everything delivered; only the blocking commit left unacknowledged.
-        if info.num_pending == 0 && info.num_ack_pending == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "skipped commits not acknowledged: {} pending, {} unacknowledged",
-            info.num_pending,
-            info.num_ack_pending
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Everything delivered; only the blocking commit left unacknowledged.
+    until_consumer(
+        &js,
+        "t-skipped",
+        "skipped commits not acknowledged",
+        |info| info.num_pending == 0 && info.num_ack_pending == 1,
+    )
+    .await;
     assert_eq!(
         seen.lock().unwrap().clone(),
         vec![("acme.blocked".to_owned(), 1)],

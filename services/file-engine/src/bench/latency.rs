@@ -134,7 +134,8 @@ async fn open_loop(
         });
     }
     while requests.join_next().await.is_some() {}
-    Arc::try_unwrap(samples).map_or_else(|_| Samples::default(), Mutex::into_inner)
+    let all = std::mem::take(&mut *samples.lock().await);
+    all
 }
 
 /// Picks one quantile of a [`Latency`], in µs.
